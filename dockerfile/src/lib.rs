@@ -1,0 +1,3 @@
+//! placeholder: rbuild-dockerfile is being written
+pub mod ast;
+pub mod span;

@@ -1,0 +1,2 @@
+//! placeholder: rbuild-layers is being written
+pub mod digest;
