@@ -1,3 +1,14 @@
-//! placeholder: rbuild-dockerfile is being written
+//! rbuild-dockerfile: the Dockerfile front-end of rbuild (being written).
+#![warn(missing_docs)]
+
 pub mod ast;
+pub mod directives;
+pub mod dump;
+pub mod heredoc;
+pub mod ignore;
+pub mod instructions;
+pub mod lexer;
+pub mod lower;
+pub mod parser;
+pub mod shell;
 pub mod span;

@@ -1,0 +1,1 @@
+//! Integration tests of rbuild-layers: one binary, one module per feature.
