@@ -15,6 +15,20 @@ pub struct Dockerfile {
     pub warnings: Vec<Warning>,
 }
 
+impl Dockerfile {
+    /// Where the instructions sit: from the first one's start to the last one's end (BuildKit's
+    /// root `StartLine`/`EndLine`); `None` when there are no nodes.
+    pub fn location(&self) -> Option<Location> {
+        let first = self.nodes.first()?;
+        let last = self.nodes.last()?;
+        Some(Location {
+            span: crate::span::Span::new(first.location.span.start, last.location.span.end),
+            start_line: first.location.start_line,
+            end_line: last.location.end_line,
+        })
+    }
+}
+
 /// Parser directives (`# syntax=`, `# escape=`, `# check=`) read from the head of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Directives {
@@ -55,7 +69,8 @@ pub struct Node {
     pub heredocs: Vec<Heredoc>,
     /// Where the instruction is in the file.
     pub location: Location,
-    /// The instruction's source text (first line through last continuation line).
+    /// The instruction as BuildKit's `Node.Original` has it: the logical line, continuations
+    /// joined (escape tokens and comment lines removed). `location.span` covers the raw text.
     pub original: String,
 }
 

@@ -4,3 +4,4 @@ mod conformance_ignore;
 mod conformance_parser;
 mod conformance_shell;
 mod support;
+mod lower;

@@ -1,0 +1,144 @@
+//! Progress events: what the builder reports while it works, delivered to a caller-supplied
+//! [`EventSink`]. The library never prints; the CLI (or an embedding tool) renders events.
+//!
+//! Events follow BuildKit's progress model in spirit (a vertex starts, is cached or completes,
+//! streams logs, or fails) without its wire format. Durations are measured with a monotonic clock
+//! and are for display only: they never reach a cache key or an image.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::graph::StepId;
+
+/// Which output stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    /// The command's standard output.
+    Stdout,
+    /// The command's standard error.
+    Stderr,
+    /// A message from the builder itself about the step.
+    Builder,
+}
+
+/// One progress event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A step began executing (or checking its cache).
+    StepStarted {
+        /// The step.
+        id: StepId,
+        /// Display name, e.g. `[build] RUN make`.
+        name: String,
+    },
+    /// A step's result came from the cache.
+    StepCached {
+        /// The step.
+        id: StepId,
+    },
+    /// A step finished executing.
+    StepDone {
+        /// The step.
+        id: StepId,
+        /// How long it took.
+        duration: Duration,
+    },
+    /// A line of output from a step (without its trailing newline).
+    Log {
+        /// The step.
+        id: StepId,
+        /// Which stream.
+        stream: LogStream,
+        /// The line.
+        line: String,
+    },
+    /// A step failed; the build stops starting new steps.
+    StepFailed {
+        /// The step.
+        id: StepId,
+        /// The error, rendered.
+        error: String,
+    },
+    /// A step was never started because an earlier failure cancelled the build.
+    StepSkipped {
+        /// The step.
+        id: StepId,
+    },
+}
+
+/// Receives progress events; called from worker threads, so it must be `Sync`.
+pub trait EventSink: Send + Sync {
+    /// Deliver one event. Must not block for long: workers wait on it.
+    fn emit(&self, event: Event);
+}
+
+impl<F: Fn(Event) + Send + Sync> EventSink for F {
+    fn emit(&self, event: Event) {
+        self(event)
+    }
+}
+
+/// A sink that drops every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NullSink;
+
+impl EventSink for NullSink {
+    fn emit(&self, _event: Event) {}
+}
+
+/// A sink that keeps every event in memory (for tests and post-build reports).
+#[derive(Debug, Default)]
+pub struct CollectSink {
+    events: Mutex<Vec<Event>>,
+}
+
+impl CollectSink {
+    /// An empty collector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The events received so far, in arrival order.
+    pub fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+}
+
+impl EventSink for CollectSink {
+    fn emit(&self, event: Event) {
+        self.events
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sinks_receive_events() {
+        let collect = CollectSink::new();
+        collect.emit(Event::StepCached { id: StepId(1) });
+        collect.emit(Event::StepSkipped { id: StepId(2) });
+        assert_eq!(
+            collect.events(),
+            vec![
+                Event::StepCached { id: StepId(1) },
+                Event::StepSkipped { id: StepId(2) }
+            ]
+        );
+
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let closure = |_: Event| {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        closure.emit(Event::StepCached { id: StepId(0) });
+        NullSink.emit(Event::StepCached { id: StepId(0) });
+        assert_eq!(count.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+}

@@ -1,0 +1,528 @@
+//! Quoting, escapes and word splitting: the scanning half of BuildKit's `shell.Lex`.
+//!
+//! Follows `processStopOn`, `processSingleQuote`, `processDoubleQuote` and `wordsStruct` in
+//! BuildKit's frontend/dockerfile/shell/lex.go:
+//!
+//! - `'...'` keeps everything literally, escapes included; an unterminated quote is an error.
+//! - `"..."` expands `$` and lets the escape character escape only `"`, `$` and itself; before any
+//!   other character the escape is kept. An unterminated quote is an error.
+//! - Outside quotes the escape character makes the next character literal; a trailing escape is
+//!   dropped.
+//! - Word splitting happens after expansion: whitespace from unquoted `$` expansions and literal
+//!   text separates words; quoted text and escaped characters never do. An empty word (`""`) is
+//!   dropped.
+//!
+//! With raw quotes the quote characters stay in the output; with raw escapes the escape characters
+//! do. A leading byte order mark is skipped, as Go's `text/scanner` does.
+//! Names and template names use Go's `unicode.IsLetter`/`IsDigit` (general categories L and Nd),
+//! not Rust's wider `is_alphabetic`/`is_numeric`.
+//!
+//! Known deviation: BuildKit shares one word buffer between a word and the `${...}` operands nested
+//! in it, so `ProcessWords("a${X:-b}c")` loses the `a`. We keep each level's buffer apart.
+
+use std::collections::BTreeSet;
+
+use unicode_general_category::{get_general_category, GeneralCategory};
+
+use super::{Env, Expansion, ShellError, WordsExpansion};
+
+/// The shell-word lexer/expander (BuildKit `shell.Lex`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lexer {
+    escape: char,
+    raw_quotes: bool,
+    raw_escapes: bool,
+    skip_unset_env: bool,
+}
+
+impl Default for Lexer {
+    /// A lexer with the default escape character `\`.
+    fn default() -> Self {
+        Lexer::new('\\')
+    }
+}
+
+impl Lexer {
+    /// A lexer whose escape character is `escape` (`\`, or `` ` `` after `# escape=`` ` ``).
+    pub fn new(escape: char) -> Self {
+        Lexer {
+            escape,
+            raw_quotes: false,
+            raw_escapes: false,
+            skip_unset_env: false,
+        }
+    }
+
+    /// Keep quote characters in the output (BuildKit `RawQuotes`).
+    pub fn with_raw_quotes(self, on: bool) -> Self {
+        Lexer {
+            raw_quotes: on,
+            ..self
+        }
+    }
+
+    /// Keep escape characters in the output (BuildKit `RawEscapes`).
+    pub fn with_raw_escapes(self, on: bool) -> Self {
+        Lexer {
+            raw_escapes: on,
+            ..self
+        }
+    }
+
+    /// Leave references to unset variables as written (BuildKit `SkipUnsetEnv`).
+    pub fn with_skip_unset_env(self, on: bool) -> Self {
+        Lexer {
+            skip_unset_env: on,
+            ..self
+        }
+    }
+
+    /// The escape character.
+    pub fn escape(&self) -> char {
+        self.escape
+    }
+
+    /// Whether references to unset variables are left as written.
+    pub(super) fn skip_unset_env(&self) -> bool {
+        self.skip_unset_env
+    }
+
+    /// ProcessWordWithMatches: expand one word, no splitting.
+    pub fn process_word(&self, word: &str, env: &dyn Env) -> Result<Expansion, ShellError> {
+        let mut scan = Scan::new(self, word, env);
+        let (value, _) = scan.process_stop_on(None, self.raw_escapes)?;
+        Ok(Expansion {
+            value,
+            matched: scan.matched,
+            unmatched: scan.unmatched,
+        })
+    }
+
+    /// ProcessWordsWithMatches: expand and split into words, quotes removed.
+    pub fn process_words(&self, word: &str, env: &dyn Env) -> Result<WordsExpansion, ShellError> {
+        let mut scan = Scan::new(self, word, env);
+        let (_, words) = scan.process_stop_on(None, self.raw_escapes)?;
+        Ok(WordsExpansion {
+            words,
+            matched: scan.matched,
+            unmatched: scan.unmatched,
+        })
+    }
+}
+
+/// The state of one expansion: a cursor over the word plus the variables referenced so far
+/// (BuildKit's `shellWord`).
+pub(super) struct Scan<'a> {
+    pub(super) lexer: &'a Lexer,
+    src: &'a str,
+    pos: usize,
+    env: &'a dyn Env,
+    /// Whether escape characters are kept right now; `${V#p}`, `${V%p}` and `${V/p/r}` operands
+    /// switch it on so the pattern still sees `\*`.
+    raw_escapes: bool,
+    matched: BTreeSet<String>,
+    unmatched: BTreeSet<String>,
+}
+
+impl<'a> Scan<'a> {
+    fn new(lexer: &'a Lexer, src: &'a str, env: &'a dyn Env) -> Self {
+        let pos = if src.starts_with('\u{feff}') {
+            '\u{feff}'.len_utf8()
+        } else {
+            0
+        };
+        Scan {
+            lexer,
+            src,
+            pos,
+            env,
+            raw_escapes: lexer.raw_escapes,
+            matched: BTreeSet::new(),
+            unmatched: BTreeSet::new(),
+        }
+    }
+
+    /// Byte offset of the next character.
+    pub(super) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The next character without consuming it; `None` at the end of the word.
+    pub(super) fn peek(&self) -> Option<char> {
+        self.src[self.pos..].chars().next()
+    }
+
+    /// Consume and return the next character; `None` at the end of the word.
+    pub(super) fn next_char(&mut self) -> Option<char> {
+        let ch = self.peek()?;
+        self.pos += ch.len_utf8();
+        Some(ch)
+    }
+
+    /// Look `name` up and record it as matched or unmatched.
+    pub(super) fn get_env(&mut self, name: &str) -> Option<&'a str> {
+        let env: &'a dyn Env = self.env;
+        match env.lookup(name) {
+            Some(value) => {
+                self.matched.insert(name.to_string());
+                Some(value)
+            }
+            None => {
+                self.unmatched.insert(name.to_string());
+                None
+            }
+        }
+    }
+
+    /// Process until `stop` (consumed) or, when `stop` is `None`, the end of the word. Returns the
+    /// expanded text and its split words. Reaching the end while looking for `stop` is an error.
+    pub(super) fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Result<(String, Vec<String>), ShellError> {
+        let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
+        let result = self.process_until(stop);
+        self.raw_escapes = saved;
+        result
+    }
+
+    fn process_until(&mut self, stop: Option<char>) -> Result<(String, Vec<String>), ShellError> {
+        let mut result = String::new();
+        let mut words = Words::default();
+        while let Some(ch) = self.peek() {
+            if Some(ch) == stop {
+                self.next_char();
+                return Ok((result, words.finish()));
+            }
+            match ch {
+                '$' => {
+                    let value = self.process_dollar()?;
+                    result.push_str(&value);
+                    words.add_string(&value);
+                }
+                '\'' => {
+                    let value = self.process_single_quote()?;
+                    result.push_str(&value);
+                    words.add_raw_string(&value);
+                }
+                '"' => {
+                    let value = self.process_double_quote()?;
+                    result.push_str(&value);
+                    words.add_raw_string(&value);
+                }
+                _ => {
+                    self.next_char();
+                    let mut ch = ch;
+                    if ch == self.lexer.escape {
+                        if self.raw_escapes {
+                            words.add_raw_char(ch);
+                            result.push(ch);
+                        }
+                        // The escape escapes the next character; at the end it is dropped.
+                        match self.next_char() {
+                            Some(escaped) => ch = escaped,
+                            None => break,
+                        }
+                        words.add_raw_char(ch);
+                    } else {
+                        words.add_char(ch);
+                    }
+                    result.push(ch);
+                }
+            }
+        }
+        match stop {
+            Some(stop) => Err(ShellError::new(
+                format!("unexpected end of statement while looking for matching {stop}"),
+                self.pos,
+            )),
+            None => Ok((result, words.finish())),
+        }
+    }
+
+    fn process_single_quote(&mut self) -> Result<String, ShellError> {
+        let start = self.pos;
+        let mut result = String::new();
+        let quote = self.next_char();
+        if self.lexer.raw_quotes {
+            result.extend(quote);
+        }
+        loop {
+            match self.next_char() {
+                None => {
+                    return Err(ShellError::new(
+                        "unexpected end of statement while looking for matching single-quote",
+                        start,
+                    ))
+                }
+                Some('\'') => {
+                    if self.lexer.raw_quotes {
+                        result.push('\'');
+                    }
+                    return Ok(result);
+                }
+                Some(ch) => result.push(ch),
+            }
+        }
+    }
+
+    fn process_double_quote(&mut self) -> Result<String, ShellError> {
+        let start = self.pos;
+        let mut result = String::new();
+        let quote = self.next_char();
+        if self.lexer.raw_quotes {
+            result.extend(quote);
+        }
+        loop {
+            match self.peek() {
+                None => {
+                    return Err(ShellError::new(
+                        "unexpected end of statement while looking for matching double-quote",
+                        start,
+                    ))
+                }
+                Some('"') => {
+                    self.next_char();
+                    if self.lexer.raw_quotes {
+                        result.push('"');
+                    }
+                    return Ok(result);
+                }
+                Some('$') => {
+                    let value = self.process_dollar()?;
+                    result.push_str(&value);
+                }
+                Some(mut ch) => {
+                    self.next_char();
+                    if ch == self.lexer.escape {
+                        if self.raw_escapes {
+                            result.push(ch);
+                        }
+                        match self.peek() {
+                            // A trailing escape is ignored; the loop then reports the open quote.
+                            None => continue,
+                            Some(next)
+                                if next == '"' || next == '$' || next == self.lexer.escape =>
+                            {
+                                self.next_char();
+                                ch = next;
+                            }
+                            // Before any other character the escape stays (twice with raw
+                            // escapes, as in BuildKit).
+                            Some(_) => {}
+                        }
+                    }
+                    result.push(ch);
+                }
+            }
+        }
+    }
+}
+
+/// Word splitting state (BuildKit's `wordsStruct`).
+#[derive(Default)]
+struct Words {
+    buf: String,
+    words: Vec<String>,
+    in_word: bool,
+}
+
+impl Words {
+    /// An unquoted character: whitespace ends the current word, anything else extends it.
+    fn add_char(&mut self, ch: char) {
+        if ch.is_whitespace() {
+            if self.in_word && !self.buf.is_empty() {
+                self.words.push(std::mem::take(&mut self.buf));
+                self.in_word = false;
+            }
+        } else {
+            self.add_raw_char(ch);
+        }
+    }
+
+    /// A quoted or escaped character: always part of the word.
+    fn add_raw_char(&mut self, ch: char) {
+        self.buf.push(ch);
+        self.in_word = true;
+    }
+
+    fn add_string(&mut self, s: &str) {
+        for ch in s.chars() {
+            self.add_char(ch);
+        }
+    }
+
+    fn add_raw_string(&mut self, s: &str) {
+        self.buf.push_str(s);
+        self.in_word = true;
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if !self.buf.is_empty() {
+            self.words.push(self.buf);
+        }
+        self.words
+    }
+}
+
+/// Go's `unicode.IsLetter`: general category L.
+pub(super) fn is_go_letter(ch: char) -> bool {
+    matches!(
+        get_general_category(ch),
+        GeneralCategory::UppercaseLetter
+            | GeneralCategory::LowercaseLetter
+            | GeneralCategory::TitlecaseLetter
+            | GeneralCategory::ModifierLetter
+            | GeneralCategory::OtherLetter
+    )
+}
+
+/// Go's `unicode.IsDigit`: general category Nd.
+pub(super) fn is_go_digit(ch: char) -> bool {
+    get_general_category(ch) == GeneralCategory::DecimalNumber
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> Vec<(String, String)> {
+        [("PWD", "/home"), ("SPACE", "a  b "), ("LEAD", "  x")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    macro_rules! word {
+        ($name:ident, $lexer:expr, $input:expr, $want:expr) => {
+            #[test]
+            fn $name() {
+                let lexer: Lexer = $lexer;
+                let got = lexer.process_word($input, &env()).map(|e| e.value);
+                assert_eq!(got.as_deref(), Ok($want), "input {:?}", $input);
+            }
+        };
+    }
+
+    macro_rules! word_err {
+        ($name:ident, $lexer:expr, $input:expr, $message:expr, $offset:expr) => {
+            #[test]
+            fn $name() {
+                let lexer: Lexer = $lexer;
+                let err = lexer.process_word($input, &env()).expect_err("must fail");
+                assert_eq!((err.message.as_str(), err.offset), ($message, $offset));
+            }
+        };
+    }
+
+    macro_rules! words {
+        ($name:ident, $lexer:expr, $input:expr, $want:expr) => {
+            #[test]
+            fn $name() {
+                let lexer: Lexer = $lexer;
+                let got = lexer.process_words($input, &env()).map(|e| e.words);
+                let want: Vec<String> = $want.iter().map(|s: &&str| s.to_string()).collect();
+                assert_eq!(got, Ok(want), "input {:?}", $input);
+            }
+        };
+    }
+
+    fn lx() -> Lexer {
+        Lexer::new('\\')
+    }
+
+    word!(plain_text, lx(), "hello", "hello");
+    word!(single_quotes_removed, lx(), "he'll'o", "hello");
+    word!(single_quotes_keep_escape, lx(), "'a\\tb'", "a\\tb");
+    word!(single_quotes_keep_dollar, lx(), "'$PWD'", "$PWD");
+    word!(double_quotes_expand, lx(), "\"x$PWD\"", "x/home");
+    word!(double_quote_escape_dollar, lx(), "\"\\$PWD\"", "$PWD");
+    word!(double_quote_escape_quote, lx(), "\"a\\\"b\"", "a\"b");
+    word!(double_quote_escape_escape, lx(), "\"a\\\\b\"", "a\\b");
+    word!(double_quote_other_escape_kept, lx(), "\"a\\tb\"", "a\\tb");
+    word!(escape_outside_quotes, lx(), "a\\tb", "atb");
+    word!(escaped_dollar_literal, lx(), "\\$PWD", "$PWD");
+    word!(trailing_escape_dropped, lx(), "hello\\", "hello");
+    word!(escaped_escape, lx(), "hello\\\\", "hello\\");
+    word!(backtick_escape, Lexer::new('`'), "a`$PWD\\x", "a$PWD\\x");
+    word!(
+        backtick_in_double_quotes,
+        Lexer::new('`'),
+        "\"`\"`$\"",
+        "\"$"
+    );
+    word!(
+        raw_quotes_kept,
+        lx().with_raw_quotes(true),
+        "'a'\"b\"",
+        "'a'\"b\""
+    );
+    word!(
+        raw_escapes_kept,
+        lx().with_raw_escapes(true),
+        "a\\ b\\",
+        "a\\ b\\"
+    );
+    word!(
+        raw_escapes_in_double_quotes,
+        lx().with_raw_escapes(true),
+        "\"\\t\\$\"",
+        "\\\\t\\$"
+    );
+    word!(leading_bom_skipped, lx(), "\u{feff}x", "x");
+    word!(spaces_preserved_in_word, lx(), "a  $SPACE", "a  a  b ");
+
+    word_err!(
+        open_single_quote,
+        lx(),
+        "ab'cd",
+        "unexpected end of statement while looking for matching single-quote",
+        2
+    );
+    word_err!(
+        open_double_quote,
+        lx(),
+        "a\"b\\\"",
+        "unexpected end of statement while looking for matching double-quote",
+        1
+    );
+
+    words!(split_on_spaces, lx(), "hello there  ", ["hello", "there"]);
+    words!(
+        split_unquoted_expansion,
+        lx(),
+        "x${SPACE}y",
+        ["xa", "b", "y"]
+    );
+    words!(
+        quoted_expansion_not_split,
+        lx(),
+        "x\"$SPACE\"y",
+        ["xa  b y"]
+    );
+    words!(leading_space_expansion, lx(), "$LEAD", ["x"]);
+    words!(escaped_space_joins, lx(), "a\\ b", ["a b"]);
+    words!(escaped_quote_splits_after, lx(), "a\\\" b", ["a\"", "b"]);
+    words!(empty_quotes_dropped, lx(), "a \"\" b", ["a", "b"]);
+    words!(
+        nested_operand_keeps_prefix,
+        lx(),
+        "a${UNSET:-b c}d",
+        ["ab", "cd"]
+    );
+    words!(empty_input, lx(), "", [] as [&str; 0]);
+
+    #[test]
+    fn go_letter_and_digit_follow_categories() {
+        assert!(is_go_letter('한'));
+        assert!(is_go_letter('é'));
+        assert!(!is_go_letter('Ⅻ'), "letter numbers are not letters in Go");
+        assert!(
+            !is_go_letter('\u{93f}'),
+            "spacing marks are not letters in Go"
+        );
+        assert!(is_go_digit('٣'));
+        assert!(!is_go_digit('²'));
+    }
+}
