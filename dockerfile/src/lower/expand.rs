@@ -16,9 +16,19 @@
 //! A stage built on an image starts from the image's `Env`; when that has no `PATH`, the default
 //! one is added, as BuildKit does ([`default_path`]).
 //!
-//! Known gap: heredoc bodies of `COPY <<EOF` with an unquoted delimiter are expanded by BuildKit
-//! with quote processing turned off (`SkipProcessQuotes`); the shell lexer has no such mode yet,
-//! so they are returned unexpanded.
+//! Heredoc bodies follow BuildKit's `SourcesAndDest.ExpandRaw` and `dispatchRun`:
+//! - `COPY <<EOF` / `ADD <<EOF`: `<<-` strips leading tabs first (BuildKit chomps while parsing),
+//!   then a body whose delimiter is unquoted is expanded with the stage's environment by a lexer
+//!   with quote processing off and the escape character always `\`, whatever `# escape=` says
+//!   (BuildKit uses a fresh `shell.NewLex('\\')` with `SkipProcessQuotes`): `$V`, `${V:-x}` and
+//!   friends are replaced, an undefined variable becomes empty, quotes stay as written, and
+//!   `\$`, `\\` and `\<newline>` lose their backslash (as does a backslash before any other
+//!   character). A quoted delimiter (`<<'EOF'`, `<<"EOF"`) leaves the body as written. The
+//!   expanded command carries the final file content: `chomp` and `expand` are then false, so
+//!   nothing downstream strips or expands it again.
+//! - `RUN <<EOF`: never expanded here; BuildKit hands the body to the shell, which expands it
+//!   itself (the delimiter's quoting then matters to the shell only), and chomps `<<-` bodies at
+//!   dispatch only when the heredoc is the whole command. RUN heredocs are returned untouched.
 //!
 //! For each command the variables it used are recorded with their values, with the ARGs in
 //! scope and the image environment, so a builder can key its cache on exactly those.
@@ -27,7 +37,9 @@ use std::collections::BTreeMap;
 
 use super::args::OrderedEnv;
 use super::{LowerError, Stage};
+use crate::ast::Heredoc;
 use crate::error::Result;
+use crate::heredoc::chomp;
 use crate::instructions::{
     Add, ArgDecl, Chown, Command, Copy, CopySource, Instruction, KeyValue, Mount, MountType,
     MountValues, Run,
@@ -63,7 +75,9 @@ pub fn default_path(os: &str) -> &'static str {
 /// One command after expansion, with what its expansion depended on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpandedCommand {
-    /// The command with its words expanded (ARG declarations carry their final values).
+    /// The command with its words expanded (ARG declarations carry their final values; COPY/ADD
+    /// heredoc sources carry their final content, chomped and expanded, with `chomp` and
+    /// `expand` false).
     pub command: Command,
     /// Variables the expansion read, with the values they had.
     pub used: BTreeMap<String, String>,
@@ -83,8 +97,12 @@ struct Expander<'a> {
 
 impl Expander<'_> {
     fn word(&mut self, word: &str, env: &OrderedEnv) -> Result<String> {
-        let exp = self
-            .lexer
+        let lexer = *self.lexer;
+        self.word_with(&lexer, word, env)
+    }
+
+    fn word_with(&mut self, lexer: &Lexer, word: &str, env: &OrderedEnv) -> Result<String> {
+        let exp = lexer
             .process_word(word, env)
             .map_err(|e| self.error(word, &e.message))?;
         self.record(&exp.matched, env);
@@ -263,9 +281,35 @@ fn expand_sources(
         .iter()
         .map(|s| match s {
             CopySource::Path(p) => Ok(CopySource::Path(x.word(p, env)?)),
-            CopySource::Heredoc(h) => Ok(CopySource::Heredoc(h.clone())),
+            CopySource::Heredoc(h) => Ok(CopySource::Heredoc(expand_heredoc(x, h, env)?)),
         })
         .collect()
+}
+
+/// The final content of a COPY/ADD heredoc: chomped for `<<-`, then expanded when the delimiter
+/// was unquoted (see the module documentation).
+fn expand_heredoc(x: &mut Expander<'_>, h: &Heredoc, env: &OrderedEnv) -> Result<Heredoc> {
+    let content = if h.chomp {
+        chomp(&h.content)
+    } else {
+        h.content.clone()
+    };
+    let content = if h.expand {
+        x.word_with(&heredoc_lexer(), &content, env)?
+    } else {
+        content
+    };
+    Ok(Heredoc {
+        content,
+        expand: false,
+        chomp: false,
+        ..h.clone()
+    })
+}
+
+/// The lexer BuildKit uses for heredoc bodies: escape `\`, quotes not processed.
+fn heredoc_lexer() -> Lexer {
+    Lexer::new('\\').with_skip_process_quotes(true)
 }
 
 fn expand_chown(

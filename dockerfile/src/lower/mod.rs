@@ -25,11 +25,13 @@
 //!   no stage declares are reported as a warning, as Docker does.
 //!
 //! Expansion of the words inside a stage needs the base image's environment, so it is a
-//! separate step: [`Stage::expand`].
+//! separate step: [`Stage::expand`]. That step also expands COPY/ADD heredoc bodies whose
+//! delimiter is unquoted (quotes kept literally, as BuildKit's `SkipProcessQuotes`); RUN heredoc
+//! bodies are left to the shell, as BuildKit does.
 //!
 //! Known deviations: duplicate stage names are an error here (BuildKit ≥ 0.14 only lints
 //! `DuplicateStageName`); a base/`--from` cycle is reported even where BuildKit would not detect
-//! it; heredoc bodies are not expanded here.
+//! it.
 
 mod args;
 mod expand;

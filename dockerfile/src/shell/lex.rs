@@ -13,7 +13,12 @@
 //!   dropped.
 //!
 //! With raw quotes the quote characters stay in the output; with raw escapes the escape characters
-//! do. A leading byte order mark is skipped, as Go's `text/scanner` does.
+//! do. With quote processing skipped (BuildKit `SkipProcessQuotes`, used for the bodies of heredocs
+//! with an unquoted delimiter) `'` and `"` are ordinary characters everywhere, `${...}` operands
+//! included: they are kept, never start a quoted string and never protect `$`, blanks or the
+//! escape character; `$` expansion and the escape character (outside-quotes rules: `\$` gives
+//! `$`, `\\` gives `\`, `\x` gives `x`, a trailing escape is dropped) still apply.
+//! A leading byte order mark is skipped, as Go's `text/scanner` does.
 //! Names and template names use Go's `unicode.IsLetter`/`IsDigit` (general categories L and Nd),
 //! not Rust's wider `is_alphabetic`/`is_numeric`.
 //!
@@ -33,6 +38,7 @@ pub struct Lexer {
     raw_quotes: bool,
     raw_escapes: bool,
     skip_unset_env: bool,
+    skip_process_quotes: bool,
 }
 
 impl Default for Lexer {
@@ -50,6 +56,7 @@ impl Lexer {
             raw_quotes: false,
             raw_escapes: false,
             skip_unset_env: false,
+            skip_process_quotes: false,
         }
     }
 
@@ -73,6 +80,15 @@ impl Lexer {
     pub fn with_skip_unset_env(self, on: bool) -> Self {
         Lexer {
             skip_unset_env: on,
+            ..self
+        }
+    }
+
+    /// Treat `'` and `"` as ordinary characters (BuildKit `SkipProcessQuotes`): quotes are kept
+    /// literally while `$` and the escape character are still processed.
+    pub fn with_skip_process_quotes(self, on: bool) -> Self {
+        Lexer {
+            skip_process_quotes: on,
             ..self
         }
     }
@@ -201,12 +217,12 @@ impl<'a> Scan<'a> {
                     result.push_str(&value);
                     words.add_string(&value);
                 }
-                '\'' => {
+                '\'' if !self.lexer.skip_process_quotes => {
                     let value = self.process_single_quote()?;
                     result.push_str(&value);
                     words.add_raw_string(&value);
                 }
-                '"' => {
+                '"' if !self.lexer.skip_process_quotes => {
                     let value = self.process_double_quote()?;
                     result.push_str(&value);
                     words.add_raw_string(&value);
@@ -512,6 +528,77 @@ mod tests {
         ["ab", "cd"]
     );
     words!(empty_input, lx(), "", [] as [&str; 0]);
+
+    // Quote processing skipped (BuildKit `SkipProcessQuotes`, heredoc bodies).
+    fn sq() -> Lexer {
+        lx().with_skip_process_quotes(true)
+    }
+
+    word!(
+        skip_quotes_double_kept_and_expanded,
+        sq(),
+        "\"x$PWD\"",
+        "\"x/home\""
+    );
+    word!(
+        skip_quotes_single_kept_and_expanded,
+        sq(),
+        "'$PWD'",
+        "'/home'"
+    );
+    word!(skip_quotes_unbalanced_is_fine, sq(), "it's \"", "it's \"");
+    word!(skip_quotes_escaped_dollar, sq(), "\\$PWD", "$PWD");
+    word!(skip_quotes_escaped_escape, sq(), "a\\\\b", "a\\b");
+    word!(
+        skip_quotes_escape_before_other_dropped,
+        sq(),
+        "a\\nb",
+        "anb"
+    );
+    word!(skip_quotes_escaped_quote, sq(), "\\\"a\\'", "\"a'");
+    word!(skip_quotes_escaped_newline_kept, sq(), "\\\n", "\n");
+    word!(skip_quotes_trailing_escape_dropped, sq(), "a\\", "a");
+    word!(
+        skip_quotes_multiline_body,
+        sq(),
+        "a $PWD\n\"b\" '$SPACE'\n",
+        "a /home\n\"b\" 'a  b '\n"
+    );
+    word!(
+        skip_quotes_operand_quotes_kept,
+        sq(),
+        "${NOPE:-\"a b\"}",
+        "\"a b\""
+    );
+    word!(
+        skip_quotes_quote_does_not_protect_brace,
+        sq(),
+        "${NOPE:-'}'}",
+        "''}"
+    );
+    word!(
+        skip_quotes_with_backtick_escape,
+        Lexer::new('`').with_skip_process_quotes(true),
+        "\"\\$PWD\" `$PWD",
+        "\"\\/home\" $PWD"
+    );
+    word!(skip_quotes_off_by_default, lx(), "\"a\"'b'", "ab");
+    words!(
+        skip_quotes_split_inside_quotes,
+        sq(),
+        "\"a b\"",
+        ["\"a", "b\""]
+    );
+
+    #[test]
+    fn skip_quotes_records_matches() {
+        let got = sq()
+            .process_word("\"$PWD\" '${NOPE:-x}'", &env())
+            .expect("valid");
+        let matched: Vec<&str> = got.matched.iter().map(String::as_str).collect();
+        let unmatched: Vec<&str> = got.unmatched.iter().map(String::as_str).collect();
+        assert_eq!((matched, unmatched), (vec!["PWD"], vec!["NOPE"]));
+    }
 
     #[test]
     fn go_letter_and_digit_follow_categories() {

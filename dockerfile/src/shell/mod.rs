@@ -6,7 +6,9 @@
 //! `#`/`%` trimming and `/` substitution with `*`/`?` wildcards. [`Lexer::process_word`] expands one
 //! word (BuildKit `ProcessWordWithMatches`); [`Lexer::process_words`] also splits it into words
 //! (`ProcessWords`). Both report which variables were referenced, set and unset, so cache keys and
-//! lints can depend on exactly those.
+//! lints can depend on exactly those. [`Lexer::with_skip_process_quotes`] turns quote processing
+//! off, as BuildKit does (`SkipProcessQuotes`) for the bodies of `COPY`/`ADD` heredocs whose
+//! delimiter is unquoted.
 //!
 //! Module map: `lex` scans quotes and escapes and splits words; `expand` handles `$` and the
 //! operators; `pattern` turns wildcard patterns into regexes; `env` is the variable lookup.

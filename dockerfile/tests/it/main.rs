@@ -5,3 +5,4 @@ mod conformance_parser;
 mod conformance_shell;
 mod support;
 mod lower;
+mod heredoc_expand;
