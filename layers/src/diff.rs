@@ -21,10 +21,8 @@
 //!   order carries the content, later ones are hard links to it.
 //!
 //! Entries come out in [`compare_paths`] order (the order the tar writer requires, containerd's
-//! `comparePath`). The opaque marker therefore sorts as an ordinary name: it is first in its
-//! directory unless a sibling name sorts below `.wh..wh..opq` bytewise (names starting with one of
-//! `` !"#$%&'()*+,-`` or `.` + a byte below `w`); extractors, ours included, honour the marker in
-//! any position within the layer.
+//! `comparePath`), in which the opaque marker comes right after its directory, before every
+//! sibling, as containerd's tar `ChangeWriter` emits it.
 //!
 //! Known deviation from overlayfs: `rm -rf d && mkdir d` on overlay gives an opaque `d`, while the
 //! two-tree diff cannot tell it from deleting each child and gives one whiteout per child. The
@@ -38,8 +36,9 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use crate::store::{BlobStore, LayerError, LayerInfo, LayerOptions, LayerWriter};
-use crate::tar::entry::{compare_paths, Entry, EntryKind, MODE_MASK};
+use crate::tar::entry::{compare_names, compare_paths, Entry, EntryKind, MODE_MASK};
 use crate::tar::write::{TarError, TarWriter};
+use crate::tar::xattr::XattrError;
 use crate::whiteout::{is_overlay_xattr, opaque_entry, whiteout_entry, Pending};
 
 /// Xattr namespaces never recorded (same policy as [`crate::tar::write`]).
@@ -351,7 +350,7 @@ fn is_socket(abs: &Path) -> Result<bool> {
     Ok(meta.file_type().is_socket())
 }
 
-/// The names in directory `dir`, sorted bytewise (crate-internal).
+/// The names in directory `dir`, in [`compare_names`] order (crate-internal).
 pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for item in fs::read_dir(dir).map_err(|e| io_err("read dir", dir, e))? {
@@ -365,7 +364,7 @@ pub(crate) fn sorted_names(dir: &Path) -> Result<Vec<String>> {
             })?;
         names.push(name);
     }
-    names.sort_unstable();
+    names.sort_unstable_by(|a, b| compare_names(a, b));
     Ok(names)
 }
 
@@ -456,37 +455,17 @@ impl FsNode {
     }
 }
 
-/// Every extended attribute of `path` (not following a final symlink); none where unsupported.
-///
-/// Buffers are sized to the kernel's limits (`XATTR_LIST_MAX`, `XATTR_SIZE_MAX`: 64 KiB) instead
-/// of asking for the size first: overlayfs answers a size query with the size of the unfiltered
-/// list (its own `trusted.overlay.*` names included), and a zero-length query is unreliable.
+/// Every extended attribute of `path` (not following a final symlink), overlay ones included;
+/// none where unsupported. Read by the helper the tar writer uses, [`crate::tar::xattr`].
 pub(crate) fn read_xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    const XATTR_MAX: usize = 64 * 1024;
-    let mut out = BTreeMap::new();
-    let mut names = vec![0u8; XATTR_MAX];
-    let n = match rustix::fs::llistxattr(path, &mut names[..]) {
-        Ok(n) => n,
-        Err(rustix::io::Errno::OPNOTSUPP) => return Ok(out),
-        Err(e) => return Err(io_err("list xattrs", path, e.into())),
-    };
-    names.truncate(n);
-    let mut value = vec![0u8; XATTR_MAX];
-    for raw in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let name = String::from_utf8(raw.to_vec()).map_err(|_| DiffError::NotUtf8 {
+    crate::tar::xattr::read_all(path).map_err(|e| match e {
+        XattrError::List(source) => io_err("list xattrs", path, source),
+        XattrError::Get { source, .. } => io_err("read xattr", path, source),
+        XattrError::NotUtf8(_) => DiffError::NotUtf8 {
             path: path.to_path_buf(),
             what: "xattr name",
-        })?;
-        match rustix::fs::lgetxattr(path, name.as_str(), &mut value[..]) {
-            Ok(len) => {
-                out.insert(name, value[..len].to_vec());
-            }
-            // Removed between listing and reading.
-            Err(rustix::io::Errno::NODATA) => {}
-            Err(e) => return Err(io_err("read xattr", path, e.into())),
-        }
-    }
-    Ok(out)
+        },
+    })
 }
 
 fn io_err(op: &'static str, path: &Path, source: io::Error) -> DiffError {

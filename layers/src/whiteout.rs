@@ -1,9 +1,9 @@
 //! Whiteouts: how a layer says "this path was deleted" and "this directory replaces, not merges".
 //! We follow the OCI image spec (and Docker/BuildKit): a deletion of `d/x` is an empty entry
 //! `d/.wh.x`; an opaque directory `d` (everything below it in lower layers is hidden) carries the
-//! marker entry `d/.wh..wh..opq`, written right after `d` itself, before its children (in tar
-//! order, so a child whose name sorts below the marker bytewise comes first; readers, ours
-//! included, honour the marker anywhere in the layer — see [`crate::diff`]).
+//! marker entry `d/.wh..wh..opq`, written right after `d` itself, before all of its children
+//! (as containerd's tar `ChangeWriter` does; [`crate::tar::compare_paths`] encodes this order).
+//! Readers, ours included, honour the marker anywhere in the layer.
 //! Other `.wh..wh.` names (aufs' `.wh..wh.plnk`, `.wh..wh.aufs`) are metadata and are ignored.
 //!
 //! Both directions live here:

@@ -217,13 +217,36 @@ pub fn normalize_path(path: &str) -> Option<String> {
     }
 }
 
-/// Order two entry paths the way containerd's `fs.Changes` and BuildKit's fsutil walk do
-/// (`comparePath`): bytewise, except that `/` sorts before every other byte. The result is a
-/// depth-first walk with each directory's children in bytewise name order, so a directory always
-/// comes before its contents and `a/z` comes before `a-b` and `a.txt`.
+/// Order two entry paths in layer order: a depth-first walk in which a directory comes right
+/// before its contents and each directory's children are in bytewise name order (see
+/// [`compare_names`]), so `a/z` comes before `a-b` and `a.txt`. This is containerd's `comparePath`
+/// (bytewise with `/` below every other byte) plus one rule from its tar `ChangeWriter`: the opaque
+/// marker `.wh..wh..opq` is emitted right after its directory's header, so it sorts before every
+/// sibling, even `-x` or `+x`.
 pub fn compare_paths(a: &str, b: &str) -> std::cmp::Ordering {
-    let key = |c: u8| if c == b'/' { 0u16 } else { u16::from(c) + 1 };
-    a.bytes().map(key).cmp(b.bytes().map(key))
+    let (mut a, mut b) = (a.split('/'), b.split('/'));
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return std::cmp::Ordering::Equal,
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => match compare_names(x, y) {
+                std::cmp::Ordering::Equal => {}
+                other => return other,
+            },
+        }
+    }
+}
+
+/// Order two names within one directory: the opaque marker `.wh..wh..opq` first, then bytewise.
+pub fn compare_names(a: &str, b: &str) -> std::cmp::Ordering {
+    use crate::whiteout::OPAQUE_MARKER;
+    match (a == OPAQUE_MARKER, b == OPAQUE_MARKER) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        (false, false) => a.as_bytes().cmp(b.as_bytes()),
+    }
 }
 
 #[cfg(test)]
@@ -277,12 +300,50 @@ mod tests {
 
     #[test]
     fn compare_paths_puts_children_right_after_their_parent() {
-        let mut paths = vec!["a.txt", "a-b", "a/z", "a", "b", "a/z/y", "a/0", "A"];
-        paths.sort_by(|x, y| compare_paths(x, y));
-        assert_eq!(
-            paths,
-            ["A", "a", "a/0", "a/z", "a/z/y", "a-b", "a.txt", "b"]
-        );
+        let cases: &[&[&str]] = &[
+            &["A", "a", "a/0", "a/z", "a/z/y", "a-b", "a.txt", "b"],
+            // The opaque marker comes right after its directory, before `+`, `-` and `.` names.
+            &[
+                "d",
+                "d/.wh..wh..opq",
+                "d/+b",
+                "d/-a",
+                "d/.a",
+                "d/.wh.x",
+                "d/a",
+                "d/a/.wh..wh..opq",
+                "d/a/!",
+                "d-",
+            ],
+            &[".wh..wh..opq", "+", "-", ".a", "a"],
+        ];
+        for want in cases {
+            let mut got = want.to_vec();
+            got.reverse();
+            got.sort_by(|x, y| compare_paths(x, y));
+            assert_eq!(&got, want);
+            for (i, x) in want.iter().enumerate() {
+                for (j, y) in want.iter().enumerate() {
+                    assert_eq!(compare_paths(x, y), i.cmp(&j), "{x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn compare_names_table() {
+        use std::cmp::Ordering::*;
+        let cases = [
+            (".wh..wh..opq", "-a", Less),
+            ("+b", ".wh..wh..opq", Greater),
+            (".wh..wh..opq", ".wh..wh..opq", Equal),
+            (".wh..wh..opq", ".wh..wh..opq2", Less),
+            ("a", "b", Less),
+            ("é", "z", Greater),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(compare_names(a, b), want, "{a} vs {b}");
+        }
     }
 
     #[test]

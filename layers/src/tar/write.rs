@@ -22,9 +22,11 @@
 //!
 //! Entry order is the caller's job for [`TarWriter::append`] and is checked: each path must sort
 //! after the previous one under [`compare_paths`] (containerd's `comparePath`: bytewise with `/`
-//! first, i.e. a depth-first walk with sorted children). [`write_tree`] walks a directory in
-//! exactly that order, emits hard links (same device and inode, any non-directory) as links to the
-//! first path seen, and reads xattrs without following symlinks.
+//! first, i.e. a depth-first walk with sorted children, except that an opaque marker
+//! `.wh..wh..opq` comes right after its directory, as containerd's `ChangeWriter` emits it).
+//! [`write_tree`] walks a directory in exactly that order, emits hard links (same device and
+//! inode, any non-directory) as links to the first path seen, and reads xattrs without following
+//! symlinks through [`crate::tar::xattr`] (which also works on overlayfs merged paths).
 //!
 //! Known deviations: paths must be valid UTF-8 (a non-UTF-8 name is an error, not passed through);
 //! sockets are skipped, as Docker does; `system.*` xattrs (ACLs) and `security.selinux` are not
@@ -36,7 +38,11 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use super::entry::{compare_paths, validate_path, Entry, EntryKind, PathError, MODE_MASK};
+use super::entry::{
+    compare_names, compare_paths, validate_path, Entry, EntryKind, PathError, MODE_MASK,
+};
+use super::pax::encode_records;
+use super::xattr::XattrError;
 
 const BLOCK: usize = 512;
 const NAME_SIZE: usize = 100;
@@ -368,8 +374,8 @@ impl<W: Write> TarWriter<W> {
 }
 
 /// Write the tree under `dir` (not `dir` itself) as a complete archive into `out`: a depth-first
-/// walk with each directory's children sorted bytewise, hard links by device and inode, xattrs,
-/// devices and fifos; sockets are skipped.
+/// walk with each directory's children in [`compare_names`] order, hard links by device and
+/// inode, xattrs, devices and fifos; sockets are skipped.
 pub fn write_tree<W: Write>(dir: &Path, out: W, opts: TarOptions) -> Result<W, TarError> {
     let mut tar = TarWriter::new(out, opts);
     tar.append_tree(dir)?;
@@ -403,7 +409,7 @@ fn push_children(
             .map_err(|n| TarError::NonUtf8Path(dir.join(n)))?;
         names.push(name);
     }
-    names.sort_unstable();
+    names.sort_unstable_by(|a, b| compare_names(a, b));
     for name in names.into_iter().rev() {
         let child_rel = if rel.is_empty() {
             name.clone()
@@ -416,72 +422,16 @@ fn push_children(
 }
 
 fn read_xattrs(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, TarError> {
-    let mut out = BTreeMap::new();
-    let names = match list_xattrs(path) {
-        Ok(names) => names,
-        Err(e) if is_unsupported(&e) => return Ok(out),
-        Err(source) => return Err(io_err("list xattrs", path, source)),
-    };
-    for raw in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let name = String::from_utf8(raw.to_vec()).map_err(|_| TarError::BadXattrName {
+    let mut all = super::xattr::read_all(path).map_err(|e| match e {
+        XattrError::List(source) => io_err("list xattrs", path, source),
+        XattrError::Get { source, .. } => io_err("read xattr", path, source),
+        XattrError::NotUtf8(name) => TarError::BadXattrName {
             path: path.display().to_string(),
-            name: String::from_utf8_lossy(raw).into_owned(),
-        })?;
-        if SKIPPED_XATTRS.iter().any(|skip| name.starts_with(skip)) {
-            continue;
-        }
-        match get_xattr(path, &name) {
-            Ok(Some(value)) => {
-                out.insert(name, value);
-            }
-            Ok(None) => {}
-            Err(source) => return Err(io_err("read xattr", path, source)),
-        }
-    }
-    Ok(out)
-}
-
-fn is_unsupported(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error())
-}
-
-fn list_xattrs(path: &Path) -> io::Result<Vec<u8>> {
-    loop {
-        let size = rustix::fs::llistxattr_query(path)?;
-        if size == 0 {
-            return Ok(Vec::new());
-        }
-        let mut buf = vec![0u8; size];
-        match rustix::fs::llistxattr(path, &mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(buf);
-            }
-            // The list grew between the two calls: ask again.
-            Err(rustix::io::Errno::RANGE) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-fn get_xattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
-    loop {
-        let size = match rustix::fs::lgetxattr_query(path, name) {
-            Ok(size) => size,
-            Err(rustix::io::Errno::NODATA) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let mut buf = vec![0u8; size];
-        match rustix::fs::lgetxattr(path, name, &mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                return Ok(Some(buf));
-            }
-            Err(rustix::io::Errno::RANGE) => continue,
-            Err(rustix::io::Errno::NODATA) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
-    }
+            name,
+        },
+    })?;
+    all.retain(|name, _| !SKIPPED_XATTRS.iter().any(|skip| name.starts_with(skip)));
+    Ok(all)
 }
 
 fn padding(size: u64) -> usize {
@@ -585,7 +535,7 @@ fn header_blocks(entry: &Entry, opts: &TarOptions) -> Result<Vec<u8>, TarError> 
             _ => put_str(&mut block[0..100], &name),
         }
     } else {
-        let data = pax_records(&records);
+        let data = encode_records(&records);
         out.extend_from_slice(&pax_header_block(&name, data.len() as u64));
         out.extend_from_slice(&data);
         out.resize(out.len() + padding(data.len() as u64), 0);
@@ -635,25 +585,6 @@ fn pax_header_block(name: &str, len: u64) -> [u8; BLOCK] {
     block[263..265].copy_from_slice(b"00");
     set_checksum(&mut block);
     block
-}
-
-/// PAX records `"<len> <key>=<value>\n"`, where `<len>` counts the whole record including itself.
-fn pax_records(records: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (key, value) in records {
-        let base = key.len() + value.len() + 3;
-        let mut len = base + base.to_string().len();
-        if len.to_string().len() > base.to_string().len() {
-            len = base + len.to_string().len();
-        }
-        out.extend_from_slice(len.to_string().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(key.as_bytes());
-        out.push(b'=');
-        out.extend_from_slice(value);
-        out.push(b'\n');
-    }
-    out
 }
 
 /// Split a 101..=255-byte ASCII name at a `/` into (prefix ≤ 155, name ≤ 100), as Go's
@@ -728,28 +659,6 @@ mod tests {
             tar.append(entry, &mut &data[..]).expect("append");
         }
         tar.finish().expect("finish")
-    }
-
-    #[test]
-    fn pax_record_lengths_count_themselves() {
-        let cases: &[(&str, &[u8], &str)] = &[
-            ("path", b"a", "9 path=a\n"),
-            ("path", &[b'x'; 93], ""),
-            ("mtime", b"-1", "12 mtime=-1\n"),
-        ];
-        for (key, value, want) in cases {
-            let mut records = BTreeMap::new();
-            records.insert(key.to_string(), value.to_vec());
-            let got = pax_records(&records);
-            let (len, _) = std::str::from_utf8(&got)
-                .expect("ascii")
-                .split_once(' ')
-                .expect("space");
-            assert_eq!(len.parse::<usize>().expect("number"), got.len(), "{key}");
-            if !want.is_empty() {
-                assert_eq!(got, want.as_bytes());
-            }
-        }
     }
 
     #[test]
@@ -884,5 +793,61 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    /// The paths of an archive in stream order.
+    fn stream_order(bytes: &[u8]) -> Vec<String> {
+        crate::tar::read::read_all(bytes)
+            .expect("reads back")
+            .into_iter()
+            .map(|(e, _)| e.path)
+            .collect()
+    }
+
+    const OPAQUE_DIR_ORDER: [&str; 7] = ["d", "d/.wh..wh..opq", "d/+b", "d/-a", "d/.a", "d/a", "e"];
+
+    #[test]
+    fn sort_entries_puts_the_opaque_marker_right_after_its_directory() {
+        let mut entries: Vec<Entry> = ["d/a", "e", "d/.a", "d/-a", "d/+b", "d", "d/.wh..wh..opq"]
+            .iter()
+            .map(|p| match *p {
+                "d" | "e" => Entry::dir(*p),
+                _ => Entry::file(*p, 0),
+            })
+            .collect();
+        sort_entries(&mut entries);
+        let bytes = archive(
+            &entries
+                .iter()
+                .map(|e| (e.clone(), &b""[..]))
+                .collect::<Vec<_>>(),
+            TarOptions::default(),
+        );
+        assert_eq!(stream_order(&bytes), OPAQUE_DIR_ORDER);
+    }
+
+    #[test]
+    fn writer_rejects_a_marker_after_its_siblings() {
+        let mut tar = TarWriter::new(Vec::new(), TarOptions::default());
+        for e in [Entry::dir("d"), Entry::file("d/-a", 0)] {
+            tar.append(&e, &mut io::empty()).expect("in order");
+        }
+        let err = tar
+            .append(&Entry::file("d/.wh..wh..opq", 0), &mut io::empty())
+            .expect_err("marker after a sibling");
+        assert!(matches!(err, TarError::OutOfOrder { .. }), "{err}");
+    }
+
+    #[test]
+    fn write_tree_walks_the_opaque_marker_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().join("d");
+        fs::create_dir(&d).expect("mkdir");
+        fs::create_dir(dir.path().join("e")).expect("mkdir");
+        for name in ["a", ".a", "-a", "+b", ".wh..wh..opq"] {
+            fs::write(d.join(name), "").expect("write");
+        }
+        let bytes = write_tree(dir.path(), Vec::new(), TarOptions::default()).expect("write tree");
+        assert_eq!(stream_order(&bytes), OPAQUE_DIR_ORDER);
     }
 }

@@ -215,6 +215,95 @@ fn overlay_upper_and_two_tree_diff_give_the_same_layer_bytes() {
     assert_eq!(seen, snapshot(&ov.merged, ALL));
 }
 
+#[test]
+fn opaque_marker_comes_right_after_its_directory() {
+    // `-a`, `+b` and `.a` sort below `.wh..wh..opq` bytewise; the marker must still come first,
+    // as containerd's ChangeWriter emits it right after the directory header.
+    let ov = Overlay::new(|l| {
+        fs::write(l.join("p"), "was a file").unwrap();
+        fs::create_dir(l.join("q")).unwrap();
+        fs::write(l.join("q/old"), "o").unwrap();
+    });
+    fs::remove_file(ov.merged.join("p")).unwrap();
+    fs::create_dir(ov.merged.join("p")).unwrap();
+    for name in ["-a", "+b", ".a", "a"] {
+        fs::write(ov.merged.join("p").join(name), name).unwrap();
+    }
+    let from_overlay = overlay_changes(&ov.upper).unwrap();
+    let from_trees = tree_changes(&ov.lower, &ov.merged).unwrap();
+    let want = [
+        "p (dir)",
+        "p/.wh..wh..opq (file)",
+        "p/+b (file)",
+        "p/-a (file)",
+        "p/.a (file)",
+        "p/a (file)",
+    ];
+    assert_eq!(listing(&from_overlay), want);
+    assert_eq!(listing(&from_trees), want);
+    assert!(tar(&from_overlay) == tar(&from_trees), "layer bytes differ");
+    // The tar stream itself has the marker right after the directory header.
+    let names: Vec<String> = rbuild_layers::tar::read::read_all(&tar(&from_overlay)[..])
+        .unwrap()
+        .into_iter()
+        .map(|(e, _)| e.path)
+        .collect();
+    assert_eq!(
+        names,
+        ["p", "p/.wh..wh..opq", "p/+b", "p/-a", "p/.a", "p/a"]
+    );
+}
+
+#[test]
+fn write_tree_of_an_overlay_merged_dir_keeps_lower_xattrs() {
+    let ov = Overlay::new(|l| {
+        fs::create_dir(l.join("d")).unwrap();
+        fs::write(l.join("d/lower-file"), "l").unwrap();
+        rustix::fs::lsetxattr(
+            l.join("d/lower-file").as_path(),
+            "user.x",
+            b"lower\nvalue",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+    });
+    // A copied-up sibling as well, with its own attribute.
+    fs::write(ov.merged.join("d/upper-file"), "u").unwrap();
+    rustix::fs::lsetxattr(
+        ov.merged.join("d/upper-file").as_path(),
+        "user.y",
+        b"upper",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let bytes =
+        rbuild_layers::tar::write_tree(&ov.merged, Vec::new(), TarOptions::keep_mtimes()).unwrap();
+    let entries = rbuild_layers::tar::read::read_all(&bytes[..]).unwrap();
+    let xattrs = |path: &str| {
+        entries
+            .iter()
+            .find(|(e, _)| e.path == path)
+            .map(|(e, _)| e.xattrs.clone())
+            .unwrap_or_else(|| panic!("{path} missing from the tar"))
+    };
+    assert_eq!(
+        xattrs("d/lower-file").get("user.x").map(Vec::as_slice),
+        Some(&b"lower\nvalue"[..])
+    );
+    assert_eq!(
+        xattrs("d/upper-file").get("user.y").map(Vec::as_slice),
+        Some(&b"upper"[..])
+    );
+    for (e, _) in &entries {
+        assert!(
+            e.xattrs.keys().all(|k| !k.contains("overlay")),
+            "{}: {:?}",
+            e.path,
+            e.xattrs
+        );
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Write(usize),
