@@ -1,29 +1,231 @@
 //! Command-line arguments (clap derive). One subcommand per file under `commands/`; this file
-//! only declares the shapes and parses the small values (`KEY=VALUE`, platforms) so that a bad
-//! value is a usage error (exit code 2).
+//! only declares the shapes. Flag values with a syntax of their own are parsed by [`crate::spec`]
+//! through clap value parsers, so a bad value is a usage error (exit code 2) naming the flag.
+//!
+//! `rbuild [OPTIONS] CONTEXT` is `rbuild build [OPTIONS] CONTEXT`, as `docker build` users
+//! expect: the top level carries the build flags and treats a first word that is not a
+//! subcommand as the context.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rbuild_dockerfile::lower::Platform;
+use rbuild_layers::oci_layout::ImageName;
 
-/// rbuild: a daemonless OCI image builder.
+use crate::spec::{ContextSpec, KeyValue, OutputSpec, SecretSpec, SshSpec};
+
+const TOP_EXAMPLES: &str = "\
+Examples:
+  rbuild -t app:v1 .                      build ./Dockerfile into the local store as app:v1
+  rbuild build -f ci/Dockerfile -t app .  the same, spelled out, with another Dockerfile
+  rbuild images                           list the images in the local store";
+
+/// rbuild: a daemonless OCI image builder that reads Dockerfiles like BuildKit.
 #[derive(Debug, Parser)]
-#[command(name = "rbuild", version, about)]
+#[command(
+    name = "rbuild",
+    version,
+    about = "rbuild: a daemonless OCI image builder that reads Dockerfiles like BuildKit",
+    override_usage = "rbuild [OPTIONS] CONTEXT\n       rbuild <COMMAND> [ARGS]",
+    subcommand_negates_reqs = true,
+    after_help = TOP_EXAMPLES
+)]
 pub struct Cli {
-    /// What to do.
+    /// The local store (default: $RBUILD_ROOT, else $XDG_DATA_HOME/rbuild, else
+    /// ~/.local/share/rbuild).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// What to do; without a subcommand, `build`.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// The build flags of `rbuild [OPTIONS] CONTEXT`.
+    #[command(flatten)]
+    pub build: Option<BuildArgs>,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image from a Dockerfile (what `rbuild [OPTIONS] CONTEXT` does too).
+    #[command(after_help = BUILD_EXAMPLES)]
+    Build(BuildArgs),
+    /// List the images in the local store.
+    #[command(after_help = "Example:\n  rbuild images --format json")]
+    Images(ImagesArgs),
+    /// Print an image's manifest and config as JSON.
+    #[command(after_help = "Example:\n  rbuild inspect app:v1")]
+    Inspect(NameArgs),
+    /// Show an image's history: one row per build step, with the size of its layer.
+    #[command(after_help = "Example:\n  rbuild history app:v1")]
+    History(NameArgs),
+    /// Give an image in the local store another name.
+    #[command(after_help = "Example:\n  rbuild tag app:v1 registry.example.com/team/app:1.0")]
+    Tag(TagArgs),
+    /// Remove names from the local store (the data goes on the next `rbuild prune`).
+    #[command(after_help = "Example:\n  rbuild rmi app:v1 app:v2")]
+    Rmi(RmiArgs),
+    /// Write an image from the local store to an OCI layout, docker archive, directory or tar.
+    #[command(after_help = "Example:\n  rbuild export app:v1 -o type=docker,dest=app.tar")]
+    Export(ExportArgs),
+    /// Free disk space: unreferenced blobs and stale cache entries (with --all, the whole
+    /// build cache).
+    #[command(after_help = "Example:\n  rbuild prune --all")]
+    Prune(PruneArgs),
     /// Show the stages a build would run, in build order, and the ones it skips.
+    #[command(
+        after_help = "Example:\n  rbuild plan --target test -f fixtures/multistage/Dockerfile ."
+    )]
     Plan(PlanArgs),
     /// Tools for looking inside rbuild.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  rbuild debug parse Dockerfile")]
     Debug(DebugCommand),
+}
+
+const BUILD_EXAMPLES: &str = "\
+Examples:
+  rbuild build -t app:v1 .
+  rbuild build -t app:v1 -o type=oci,dest=out/app .
+  rbuild build --build-arg VERSION=1.2 --secret id=token,env=TOKEN --target release .
+  rbuild build --build-context base=oci-layout://./layouts/base:v1 -o type=docker,dest=app.tar .
+  rbuild build - < Dockerfile";
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// `tty` on a terminal, else `plain`.
+    Auto,
+    /// One line per event, BuildKit's `--progress=plain`.
+    Plain,
+    /// A live view of the running steps.
+    Tty,
+    /// Nothing but errors and the final digest.
+    Quiet,
+    /// One JSON object per event, for tools.
+    Rawjson,
+}
+
+/// `--network` for RUN steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// The builder's default.
+    Default,
+    /// No network.
+    None,
+    /// The host's network.
+    Host,
+}
+
+/// `rbuild build` (and `rbuild [OPTIONS] CONTEXT`).
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from stdin).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Name the image NAME[:TAG] in the local store (repeatable).
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]", value_parser = parse_tag)]
+    pub tags: Vec<String>,
+    /// The stage to build (default: the last one).
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// A build argument; `KEY` alone takes the value from the environment, if set.
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// A label added to the image config.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<KeyValue>,
+    /// An extra named context: NAME=oci-layout://DIR[:TAG|@DIGEST], NAME=docker-image://REF or
+    /// NAME=DIR.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<ContextSpec>,
+    /// Run every step, ignoring the build cache.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+    /// The network of RUN steps.
+    #[arg(long, value_enum, default_value_t = NetworkArg::Default)]
+    pub network: NetworkArg,
+    /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|env=VAR].
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|env=VAR]")]
+    pub secrets: Vec<SecretSpec>,
+    /// Forward an SSH agent to RUN --mount=type=ssh: `default` ($SSH_AUTH_SOCK) or
+    /// default=SOCKET.
+    #[arg(long = "ssh", value_name = "default[=SOCKET]")]
+    pub ssh: Option<SshSpec>,
+    /// The target platform; only the host's is supported for now.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
+    pub platform: Option<Platform>,
+    /// The RUN executor: builtin (rbuild's sandbox), runc, or the path of an OCI runtime.
+    #[arg(long, value_name = "builtin|runc|PATH", default_value = "builtin")]
+    pub runtime: String,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Also write the image here: type=oci,dest=DIR[,tar=true] | type=docker,dest=FILE |
+    /// type=local,dest=DIR | type=tar,dest=FILE (repeatable).
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH")]
+    pub outputs: Vec<OutputSpec>,
+    /// The build context directory, or `-` for a Dockerfile on stdin and no context.
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
+}
+
+/// `rbuild images`.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Commands taking one image name.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The image: NAME[:TAG], or a (prefix of a) digest.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+/// `rbuild tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// The image to name.
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// The new name.
+    #[arg(value_name = "DST", value_parser = parse_tag)]
+    pub dst: String,
+}
+
+/// `rbuild rmi`.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// The names (or digests) to remove.
+    #[arg(value_name = "NAME", required = true)]
+    pub names: Vec<String>,
+}
+
+/// `rbuild export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The image to write.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where: type=oci,dest=DIR[,tar=true] | type=docker,dest=FILE | type=local,dest=DIR |
+    /// type=tar,dest=FILE (repeatable).
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "type=TYPE,dest=PATH",
+        required = true
+    )]
+    pub outputs: Vec<OutputSpec>,
+}
+
+/// `rbuild prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Also drop the whole build cache, keeping only what named images need.
+    #[arg(short = 'a', long)]
+    pub all: bool,
 }
 
 /// `rbuild plan`.
@@ -49,7 +251,7 @@ pub struct PlanArgs {
     pub context: PathBuf,
 }
 
-/// How `rbuild plan` prints.
+/// How listings print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     /// Aligned text for people.
@@ -62,6 +264,7 @@ pub enum Format {
 #[derive(Debug, Subcommand)]
 pub enum DebugCommand {
     /// Print the parsed Dockerfile as BuildKit's AST dump.
+    #[command(after_help = "Example:\n  rbuild debug parse fixtures/hello/Dockerfile")]
     Parse {
         /// The Dockerfile.
         #[arg(value_name = "FILE")]
@@ -72,4 +275,81 @@ pub enum DebugCommand {
 fn parse_platform(text: &str) -> Result<Platform, String> {
     text.parse()
         .map_err(|e: rbuild_dockerfile::lower::PlatformError| e.to_string())
+}
+
+/// Check an image name as Docker normalizes it; the text is kept as given.
+fn parse_tag(text: &str) -> Result<String, String> {
+    text.parse::<ImageName>()
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("rbuild").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bare_context_is_a_build() {
+        let cli = parse(&["-t", "app:v1", "--root", "/r", "."]).expect("parses");
+        assert!(cli.command.is_none());
+        let build = cli.build.expect("build args");
+        assert_eq!(build.tags, vec!["app:v1".to_string()]);
+        assert_eq!(build.context, PathBuf::from("."));
+        assert_eq!(cli.root, Some(PathBuf::from("/r")));
+    }
+
+    #[test]
+    fn subcommands_take_global_root() {
+        for args in [&["images", "--root", "/r"][..], &["--root", "/r", "images"]] {
+            let cli = parse(args).expect("parses");
+            assert!(matches!(cli.command, Some(Command::Images(_))), "{args:?}");
+            assert_eq!(cli.root, Some(PathBuf::from("/r")), "{args:?}");
+        }
+        let cli = parse(&[
+            "build",
+            "-t",
+            "a",
+            "-t",
+            "b:2",
+            "-o",
+            "type=oci,dest=x",
+            "ctx",
+        ])
+        .expect("parses");
+        let Some(Command::Build(b)) = cli.command else {
+            panic!("a build");
+        };
+        assert_eq!(b.tags.len(), 2);
+        assert_eq!(b.outputs.len(), 1);
+    }
+
+    #[test]
+    fn usage_errors() {
+        let cases: &[&[&str]] = &[
+            &[],
+            &["-t", "Bad:Name", "."],
+            &["--progress", "fancy", "."],
+            &["--network", "bridge", "."],
+            &["-o", "type=nope,dest=x", "."],
+            &["--secret", "src=/x", "."],
+            &["--platform", "linux/", "."],
+            &["rmi"],
+            &["export", "app"],
+            &["-t", "a", "images"],
+        ];
+        for args in cases {
+            let e = parse(args).expect_err(&format!("{args:?} is a usage error"));
+            assert_eq!(e.exit_code(), 2, "{args:?}: {e}");
+        }
+    }
 }

@@ -80,9 +80,14 @@ impl DirectiveParser {
             return Err(DirectiveError::Duplicate { name });
         }
         if name == "escape" && value != "\\" && value != "`" {
-            return Err(DirectiveError::InvalidEscape { value: value.to_string() });
+            return Err(DirectiveError::InvalidEscape {
+                value: value.to_string(),
+            });
         }
-        Ok(Some(Directive { name, value: value.to_string() }))
+        Ok(Some(Directive {
+            name,
+            value: value.to_string(),
+        }))
     }
 }
 
@@ -97,15 +102,13 @@ fn match_directive(line: &str) -> Option<(&str, &str)> {
     let rest = rest.trim_start_matches(is_go_space);
     let name_len = rest
         .char_indices()
-        .take_while(
-            |&(i, c)| {
-                if i == 0 {
-                    c.is_ascii_alphabetic()
-                } else {
-                    c.is_ascii_alphanumeric()
-                }
-            },
-        )
+        .take_while(|&(i, c)| {
+            if i == 0 {
+                c.is_ascii_alphabetic()
+            } else {
+                c.is_ascii_alphanumeric()
+            }
+        })
         .count();
     if name_len == 0 {
         return None;
@@ -117,7 +120,9 @@ fn match_directive(line: &str) -> Option<(&str, &str)> {
     if rest.is_empty() || rest.contains('\n') {
         return None;
     }
-    let value = rest.trim_start_matches(is_go_space).trim_end_matches(is_go_space);
+    let value = rest
+        .trim_start_matches(is_go_space)
+        .trim_end_matches(is_go_space);
     if value.is_empty() {
         // All blanks: the lazy `(.+?)` still takes one character, the last one.
         return Some((name, &rest[rest.len() - 1..]));
@@ -133,7 +138,10 @@ mod tests {
         ($line:expr, $name:expr, $value:expr) => {
             assert_eq!(
                 DirectiveParser::new().parse_line($line),
-                Ok(Some(Directive { name: $name.to_string(), value: $value.to_string() })),
+                Ok(Some(Directive {
+                    name: $name.to_string(),
+                    value: $value.to_string()
+                })),
                 "line {:?}",
                 $line
             );
@@ -152,7 +160,11 @@ mod tests {
         directive!("# escape=`", "escape", "`");
         directive!("#escape=\\", "escape", "\\");
         directive!("# ESCAPE = `  ", "escape", "`");
-        directive!("# syntax = docker/dockerfile:1", "syntax", "docker/dockerfile:1");
+        directive!(
+            "# syntax = docker/dockerfile:1",
+            "syntax",
+            "docker/dockerfile:1"
+        );
         directive!("#check=skip=all", "check", "skip=all");
     }
 
@@ -180,7 +192,9 @@ mod tests {
         assert!(p.parse_line("# syntax=a").is_ok());
         assert_eq!(
             p.parse_line("# syntax=b"),
-            Err(DirectiveError::Duplicate { name: "syntax".into() })
+            Err(DirectiveError::Duplicate {
+                name: "syntax".into()
+            })
         );
         assert_eq!(
             DirectiveParser::new().parse_line("# escape=x"),

@@ -22,7 +22,11 @@ use crate::parser::go_lower;
 /// Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn dump(df: &Dockerfile) -> String {
-    let lines: Vec<String> = df.nodes.iter().map(|n| format!("({})", dump_node(n))).collect();
+    let lines: Vec<String> = df
+        .nodes
+        .iter()
+        .map(|n| format!("({})", dump_node(n)))
+        .collect();
     lines.join("\n").trim().to_string()
 }
 

@@ -51,14 +51,23 @@ pub fn parse_heredoc_token(src: &str) -> Result<Option<Heredoc>, HeredocError> {
     if rest.is_empty() {
         return Ok(None);
     }
-    let lex_error = |reason: String| HeredocError::Lex { token: rest.to_string(), reason };
-    let words = WordLexer::new(rest, false, false).process_words().map_err(lex_error)?;
+    let lex_error = |reason: String| HeredocError::Lex {
+        token: rest.to_string(),
+        reason,
+    };
+    let words = WordLexer::new(rest, false, false)
+        .process_words()
+        .map_err(lex_error)?;
     if words.len() != 1 {
         return Ok(None);
     }
-    let raw = WordLexer::new(rest, true, false).process_words().map_err(lex_error)?;
+    let raw = WordLexer::new(rest, true, false)
+        .process_words()
+        .map_err(lex_error)?;
     if raw.len() != words.len() {
-        return Err(HeredocError::Inconsistent { token: rest.to_string() });
+        return Err(HeredocError::Inconsistent {
+            token: rest.to_string(),
+        });
     }
     let quotes = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
     let expand = quotes(&words[0]) == quotes(&raw[0]);
@@ -74,7 +83,9 @@ pub fn parse_heredoc_token(src: &str) -> Result<Option<Heredoc>, HeredocError> {
 /// All heredoc markers on an instruction line, in order of appearance (bodies empty).
 pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, HeredocError> {
     // BuildKit ignores the lexer's error here: a line it cannot split has no heredocs.
-    let words = WordLexer::new(line, true, true).process_words().unwrap_or_default();
+    let words = WordLexer::new(line, true, true)
+        .process_words()
+        .unwrap_or_default();
     let mut docs = Vec::new();
     for word in &words {
         if let Some(doc) = parse_heredoc_token(word)? {
@@ -86,7 +97,10 @@ pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, HeredocError> {
 
 /// Strip leading tabs from every line of a `<<-` body.
 pub fn chomp(content: &str) -> String {
-    content.split_inclusive('\n').map(|line| line.trim_start_matches('\t')).collect()
+    content
+        .split_inclusive('\n')
+        .map(|line| line.trim_start_matches('\t'))
+        .collect()
 }
 
 /// Match `^(\d*)<<(-?)\s*([^<]*)$`: (file descriptor, chomp, rest).
@@ -103,7 +117,11 @@ fn match_marker(src: &str) -> Option<(u32, bool, &str)> {
         return None;
     }
     // Go ignores the ParseUint error: an empty prefix is 0, an overflowing one saturates.
-    let fd = if fd_text.is_empty() { 0 } else { fd_text.parse::<u32>().unwrap_or(u32::MAX) };
+    let fd = if fd_text.is_empty() {
+        0
+    } else {
+        fd_text.parse::<u32>().unwrap_or(u32::MAX)
+    };
     Some((fd, chomp, rest))
 }
 
@@ -186,7 +204,13 @@ impl WordLexer {
         if chars.first() == Some(&'\u{feff}') {
             chars.remove(0);
         }
-        WordLexer { chars, pos: 0, raw_quotes, raw_escapes, depth: 0 }
+        WordLexer {
+            chars,
+            pos: 0,
+            raw_quotes,
+            raw_escapes,
+            depth: 0,
+        }
     }
 
     fn peek(&self) -> Option<char> {
@@ -203,7 +227,8 @@ impl WordLexer {
 
     fn process_words(mut self) -> Result<Vec<String>, String> {
         let raw_escapes = self.raw_escapes;
-        self.process_stop_on(None, raw_escapes).map(|(_, words)| words)
+        self.process_stop_on(None, raw_escapes)
+            .map(|(_, words)| words)
     }
 
     fn process_stop_on(
@@ -274,7 +299,9 @@ impl WordLexer {
             }
         }
         match stop {
-            Some(c) => Err(format!("unexpected end of statement while looking for matching {c}")),
+            Some(c) => Err(format!(
+                "unexpected end of statement while looking for matching {c}"
+            )),
             None => Ok((result, words.into_words())),
         }
     }
@@ -450,7 +477,11 @@ mod tests {
     use super::*;
 
     fn names(line: &str) -> Vec<String> {
-        heredocs_from_line(line).expect("no error").into_iter().map(|h| h.name).collect()
+        heredocs_from_line(line)
+            .expect("no error")
+            .into_iter()
+            .map(|h| h.name)
+            .collect()
     }
 
     #[test]
@@ -482,7 +513,9 @@ mod tests {
 
     #[test]
     fn not_tokens_and_errors() {
-        for src in ["", "EOF", "<<", "<<-", "<EOF", "<<<EOF", "<<EOF sh", "<<EOF<"] {
+        for src in [
+            "", "EOF", "<<", "<<-", "<EOF", "<<<EOF", "<<EOF sh", "<<EOF<",
+        ] {
             assert_eq!(parse_heredoc_token(src), Ok(None), "{src:?}");
         }
         for src in ["<<'EOF", "<<\"EOF", "<<EOF'", "<<EOF\""] {
@@ -504,7 +537,11 @@ mod tests {
 
     #[test]
     fn deep_nesting_does_not_overflow() {
-        let line = format!("RUN {}x{} <<EOF", "${a:-".repeat(20_000), "}".repeat(20_000));
+        let line = format!(
+            "RUN {}x{} <<EOF",
+            "${a:-".repeat(20_000),
+            "}".repeat(20_000)
+        );
         assert!(names(&line).is_empty());
     }
 

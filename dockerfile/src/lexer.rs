@@ -113,7 +113,11 @@ impl<'a> Lexer<'a> {
                 text = stripped;
             }
         }
-        Ok(Some(PhysicalLine { text, start, number: self.line }))
+        Ok(Some(PhysicalLine {
+            text,
+            start,
+            number: self.line,
+        }))
     }
 
     /// The next instruction line with continuations joined; `None` when only comments, blank
@@ -205,7 +209,11 @@ impl<'a> Lexer<'a> {
 }
 
 fn line_location(start: usize, end: usize, line: usize) -> Location {
-    Location { span: Span::new(start, end), start_line: line, end_line: line }
+    Location {
+        span: Span::new(start, end),
+        start_line: line,
+        end_line: line,
+    }
 }
 
 /// Remove every trailing `\r` and `\n` (Go's `bytes.TrimRight(s, "\r\n")`).
@@ -215,7 +223,8 @@ pub fn trim_newline(line: &str) -> &str {
 
 /// True when the line, leading whitespace ignored, starts with `#`.
 pub fn is_comment(line: &str) -> bool {
-    line.trim_start_matches(char::is_whitespace).starts_with('#')
+    line.trim_start_matches(char::is_whitespace)
+        .starts_with('#')
 }
 
 /// Strip a line-continuation escape token and its trailing blanks. Returns the remaining text and
@@ -273,14 +282,20 @@ mod tests {
         let src = "FROM a\n\nRUN x \\\n  # c\n\n  y\n# end\n";
         assert_eq!(
             logical(src),
-            vec![("FROM a".into(), 1, 1, false), ("RUN x   y".into(), 3, 6, true)]
+            vec![
+                ("FROM a".into(), 1, 1, false),
+                ("RUN x   y".into(), 3, 6, true)
+            ]
         );
     }
 
     #[test]
     fn continuation_at_eof_ends_the_instruction() {
         assert_eq!(logical("RUN a \\"), vec![("RUN a ".into(), 1, 1, false)]);
-        assert_eq!(logical("RUN a \\\n# c\n"), vec![("RUN a ".into(), 1, 2, false)]);
+        assert_eq!(
+            logical("RUN a \\\n# c\n"),
+            vec![("RUN a ".into(), 1, 2, false)]
+        );
     }
 
     #[test]
@@ -289,13 +304,19 @@ mod tests {
         let l = lx.next_logical().expect("lexes").expect("a line");
         assert_eq!(l.text, "FROM a");
         assert_eq!(l.location.span, Span::new(3, 9));
-        assert_eq!(lx.next_logical().expect("lexes").expect("a line").text, "RUN b");
+        assert_eq!(
+            lx.next_logical().expect("lexes").expect("a line").text,
+            "RUN b"
+        );
     }
 
     #[test]
     fn escape_directive_switches_the_token() {
         let mut lx = Lexer::new("# escape=`\nRUN a `\n b\\\n");
-        assert_eq!(lx.next_logical().expect("lexes").expect("a line").text, "RUN a  b\\");
+        assert_eq!(
+            lx.next_logical().expect("lexes").expect("a line").text,
+            "RUN a  b\\"
+        );
         assert_eq!(lx.directives().escape, '`');
     }
 
@@ -304,6 +325,9 @@ mod tests {
         let ok = "a".repeat(MAX_LINE_LEN);
         assert!(Lexer::new(&ok).next_physical().is_ok());
         let long = "a".repeat(MAX_LINE_LEN + 1) + "\n";
-        assert!(matches!(Lexer::new(&long).next_physical(), Err(ParseError::LineTooLong { .. })));
+        assert!(matches!(
+            Lexer::new(&long).next_physical(),
+            Err(ParseError::LineTooLong { .. })
+        ));
     }
 }

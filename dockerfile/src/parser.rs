@@ -155,7 +155,10 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         if line.has_empty_continuation {
             warnings.push(Warning {
                 message: format!("empty continuation line found in: {}", line.text),
-                location: Location { start_line: location.end_line, ..location },
+                location: Location {
+                    start_line: location.end_line,
+                    ..location
+                },
             });
         }
         let mut node = node_from_line(&line.text, lexer.directives().escape, location)?;
@@ -178,7 +181,10 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
                     doc.content.push_str(body.text);
                 }
                 if !terminated {
-                    return Err(ParseError::UnterminatedHeredoc { location, name: doc.name });
+                    return Err(ParseError::UnterminatedHeredoc {
+                        location,
+                        name: doc.name,
+                    });
                 }
                 node.heredocs.push(doc);
             }
@@ -193,10 +199,18 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         let end = text.len();
         let line = lexer.lines_read();
         return Err(ParseError::NoInstructions {
-            location: Location { span: Span::new(end, end), start_line: line, end_line: line },
+            location: Location {
+                span: Span::new(end, end),
+                start_line: line,
+                end_line: line,
+            },
         });
     }
-    Ok(Dockerfile { directives: lexer.directives().clone(), nodes, warnings })
+    Ok(Dockerfile {
+        directives: lexer.directives().clone(),
+        nodes,
+        warnings,
+    })
 }
 
 /// Heredocs are read for RUN, COPY and ADD, directly or as an ONBUILD trigger, in shell form.
@@ -231,7 +245,10 @@ struct Parsed {
 
 impl Parsed {
     fn words(args: Vec<String>) -> Self {
-        Parsed { args, ..Parsed::default() }
+        Parsed {
+            args,
+            ..Parsed::default()
+        }
     }
 }
 
@@ -248,9 +265,10 @@ fn node_at_depth(
 ) -> Result<Node, ParseError> {
     let (keyword, flags, rest) = split_command(line);
     let parsed = dispatch(&keyword, rest, escape, location, depth).map_err(|e| match e {
-        LineError::NotStringArray => {
-            ParseError::NotStringArray { location, text: rest.to_string() }
-        }
+        LineError::NotStringArray => ParseError::NotStringArray {
+            location,
+            text: rest.to_string(),
+        },
         LineError::MissingValue(keyword) => ParseError::MissingValue {
             location,
             keyword: keyword.to_string(),
@@ -298,7 +316,10 @@ fn dispatch(
         "onbuild" => {
             let trigger = node_at_depth(rest, escape, location, depth + 1)
                 .map_err(|e| LineError::Trigger(Box::new(e)))?;
-            Parsed { next: Some(Box::new(trigger)), ..Parsed::default() }
+            Parsed {
+                next: Some(Box::new(trigger)),
+                ..Parsed::default()
+            }
         }
         // BuildKit's parseIgnore: an unknown instruction keeps one empty argument node.
         _ => Parsed::words(vec![String::new()]),
@@ -553,7 +574,11 @@ fn name_val(rest: &str, keyword: &'static str, escape: char) -> Result<Parsed, L
         if parts.len() < 2 {
             return Err(LineError::MissingValue(keyword));
         }
-        return Ok(Parsed::words(vec![parts[0].to_string(), parts[1].to_string(), String::new()]));
+        return Ok(Parsed::words(vec![
+            parts[0].to_string(),
+            parts[1].to_string(),
+            String::new(),
+        ]));
     }
     let mut args = Vec::with_capacity(words.len() * 3);
     for word in words {
@@ -588,7 +613,11 @@ fn maybe_json(rest: &str) -> Result<Parsed, LineError> {
         return Ok(Parsed::default());
     }
     match parse_json(rest) {
-        Ok(args) => Ok(Parsed { args, json: true, next: None }),
+        Ok(args) => Ok(Parsed {
+            args,
+            json: true,
+            next: None,
+        }),
         Err(JsonError::NotStringArray) => Err(LineError::NotStringArray),
         Err(JsonError::Invalid) => Ok(Parsed::words(vec![rest.to_string()])),
     }
@@ -597,7 +626,11 @@ fn maybe_json(rest: &str) -> Result<Parsed, LineError> {
 /// BuildKit's `parseMaybeJSONToList`: a JSON string array, or whitespace-separated words.
 fn maybe_json_to_list(rest: &str) -> Result<Parsed, LineError> {
     match parse_json(rest) {
-        Ok(args) => Ok(Parsed { args, json: true, next: None }),
+        Ok(args) => Ok(Parsed {
+            args,
+            json: true,
+            next: None,
+        }),
         Err(JsonError::NotStringArray) => Err(LineError::NotStringArray),
         Err(JsonError::Invalid) => Ok(Parsed::words(whitespace_delimited(rest))),
     }
@@ -613,7 +646,11 @@ fn health_config(rest: &str) -> Result<Parsed, LineError> {
     let command = maybe_json(after)?;
     let mut args = vec![rest[..sep].to_string()];
     args.extend(command.args);
-    Ok(Parsed { args, json: command.json, next: None })
+    Ok(Parsed {
+        args,
+        json: command.json,
+        next: None,
+    })
 }
 
 /// Why text is not usable as a JSON string array.
@@ -635,7 +672,11 @@ fn parse_json(rest: &str) -> Result<Vec<String>, JsonError> {
     if !s.starts_with('[') {
         return Err(JsonError::Invalid);
     }
-    JsonScanner { b: s.as_bytes(), i: 0 }.top_level_strings()
+    JsonScanner {
+        b: s.as_bytes(),
+        i: 0,
+    }
+    .top_level_strings()
 }
 
 #[derive(Clone, Copy)]
@@ -771,7 +812,9 @@ impl JsonScanner<'_> {
         if overflow {
             return Err(JsonError::Invalid);
         }
-        top.into_iter().map(|e| e.ok_or(JsonError::NotStringArray)).collect()
+        top.into_iter()
+            .map(|e| e.ok_or(JsonError::NotStringArray))
+            .collect()
     }
 
     fn hex4(&self, at: usize) -> Option<u32> {
@@ -821,8 +864,9 @@ impl JsonScanner<'_> {
                         ch = None;
                         // A valid surrogate pair is consumed whole; anything else is U+FFFD.
                         if unit < 0xdc00 && self.b.get(self.i..self.i + 2) == Some(b"\\u") {
-                            if let Some(low) =
-                                self.hex4(self.i + 2).filter(|l| (0xdc00..0xe000).contains(l))
+                            if let Some(low) = self
+                                .hex4(self.i + 2)
+                                .filter(|l| (0xdc00..0xe000).contains(l))
                             {
                                 self.i += 6;
                                 ch = char::from_u32(
@@ -916,28 +960,64 @@ mod tests {
             ),
             ("COPY -- --x y", "copy", &[], &["--x", "y"], false),
             ("ENV a b c", "env", &[], &["a", "b c", ""], false),
-            ("ENV a=1 b=\"2 3\"", "env", &[], &["a", "1", "=", "b", "\"2 3\"", "="], false),
+            (
+                "ENV a=1 b=\"2 3\"",
+                "env",
+                &[],
+                &["a", "1", "=", "b", "\"2 3\"", "="],
+                false,
+            ),
             ("ARG a=\"1 2\" b", "arg", &[], &["a=\"1 2\"", "b"], false),
             ("HEALTHCHECK NONE", "healthcheck", &[], &["NONE"], false),
-            ("HEALTHCHECK CMD [\"x\"]", "healthcheck", &[], &["CMD", "x"], true),
+            (
+                "HEALTHCHECK CMD [\"x\"]",
+                "healthcheck",
+                &[],
+                &["CMD", "x"],
+                true,
+            ),
             ("FROM a AS b", "from", &[], &["a", "AS", "b"], false),
             ("USER  a b ", "user", &[], &["a b"], false),
-            ("MAINTAINER me <me@x>", "maintainer", &[], &["me <me@x>"], false),
+            (
+                "MAINTAINER me <me@x>",
+                "maintainer",
+                &[],
+                &["me <me@x>"],
+                false,
+            ),
             ("FOO bar", "foo", &[], &[""], false),
             ("ÉTÉ x", "été", &[], &[""], false),
             ("ENV", "env", &[], &[], false),
-            ("CMD [\"\\ud83d\\ude00\", \"\\ud800x\"]", "cmd", &[], &["😀", "\u{fffd}x"], true),
+            (
+                "CMD [\"\\ud83d\\ude00\", \"\\ud800x\"]",
+                "cmd",
+                &[],
+                &["😀", "\u{fffd}x"],
+                true,
+            ),
             ("CMD [1e999]", "cmd", &[], &["[1e999]"], false),
             ("VOLUME [\"/a\"", "volume", &[], &["[\"/a\""], false),
         ];
         for &(line, keyword, flags, args, json) in cases {
             let n = node(line);
             assert_eq!(
-                (n.keyword.as_str(), n.flags.as_slice(), n.args.as_slice(), n.json),
+                (
+                    n.keyword.as_str(),
+                    n.flags.as_slice(),
+                    n.args.as_slice(),
+                    n.json
+                ),
                 (
                     keyword,
-                    flags.iter().map(|s| s.to_string()).collect::<Vec<_>>().as_slice(),
-                    args.iter().map(|s| s.to_string()).collect::<Vec<_>>().as_slice(),
+                    flags
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                    args.iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .as_slice(),
                     json
                 ),
                 "{line:?}"
@@ -956,7 +1036,10 @@ mod tests {
             "ONBUILD ENV x",
         ];
         for line in bad {
-            assert!(node_from_line(line, '\\', Location::default()).is_err(), "{line:?}");
+            assert!(
+                node_from_line(line, '\\', Location::default()).is_err(),
+                "{line:?}"
+            );
         }
     }
 
@@ -968,7 +1051,10 @@ mod tests {
         let err = node_from_line(&deep, '\\', Location::default()).expect_err("too deep");
         assert!(matches!(err, ParseError::OnbuildTooDeep { .. }), "{err:?}");
         let file = format!("FROM a\n{}", "ONBUILD \\\n".repeat(5_000) + "RUN x\n");
-        assert!(matches!(parse(&file), Err(ParseError::OnbuildTooDeep { .. })));
+        assert!(matches!(
+            parse(&file),
+            Err(ParseError::OnbuildTooDeep { .. })
+        ));
     }
 
     #[test]
@@ -976,7 +1062,11 @@ mod tests {
         let n = node("ONBUILD RUN [\"echo\", \"x\"]");
         let trigger = n.next.expect("a trigger");
         assert_eq!(
-            (trigger.keyword.as_str(), trigger.args.as_slice(), trigger.json),
+            (
+                trigger.keyword.as_str(),
+                trigger.args.as_slice(),
+                trigger.json
+            ),
             ("run", &["echo".to_string(), "x".to_string()][..], true)
         );
     }
@@ -994,8 +1084,11 @@ mod tests {
     fn heredoc_bodies_are_taken_from_following_lines() {
         let df = parse("FROM a\nCOPY <<X <<-Y /d\nx\nX\n\ty\n\tY\nRUN b\n").expect("parses");
         let copy = &df.nodes[1];
-        let docs: Vec<_> =
-            copy.heredocs.iter().map(|h| (h.name.as_str(), h.content.as_str(), h.chomp)).collect();
+        let docs: Vec<_> = copy
+            .heredocs
+            .iter()
+            .map(|h| (h.name.as_str(), h.content.as_str(), h.chomp))
+            .collect();
         assert_eq!(docs, [("X", "x\n", false), ("Y", "\ty\n", true)]);
         assert_eq!((copy.location.start_line, copy.location.end_line), (2, 6));
         assert_eq!(df.nodes[2].keyword, "run");
@@ -1005,9 +1098,15 @@ mod tests {
     fn file_level_errors() {
         let cases: &[ErrorCase] = &[
             ("", |e| matches!(e, ParseError::NoInstructions { .. })),
-            ("# c\n\n", |e| matches!(e, ParseError::NoInstructions { .. })),
-            ("RUN <<EOF\nbody\n", |e| matches!(e, ParseError::UnterminatedHeredoc { .. })),
-            ("# escape=x\nFROM a", |e| matches!(e, ParseError::InvalidEscape { .. })),
+            ("# c\n\n", |e| {
+                matches!(e, ParseError::NoInstructions { .. })
+            }),
+            ("RUN <<EOF\nbody\n", |e| {
+                matches!(e, ParseError::UnterminatedHeredoc { .. })
+            }),
+            ("# escape=x\nFROM a", |e| {
+                matches!(e, ParseError::InvalidEscape { .. })
+            }),
             ("# syntax=a\n# syntax=b\nFROM a", |e| {
                 matches!(e, ParseError::DuplicateDirective { .. })
             }),
@@ -1030,7 +1129,10 @@ mod tests {
     fn empty_continuation_warns() {
         let df = parse("FROM a\nRUN a \\\n\n b\n").expect("parses");
         assert_eq!(df.warnings.len(), 1);
-        assert_eq!(df.warnings[0].message, "empty continuation line found in: RUN a  b");
+        assert_eq!(
+            df.warnings[0].message,
+            "empty continuation line found in: RUN a  b"
+        );
         assert_eq!(df.warnings[0].location.start_line, 4);
     }
 }

@@ -35,7 +35,9 @@ impl Digest {
 
     /// A digest from a finished sha256 state.
     pub fn from_sha256(hash: [u8; 32]) -> Self {
-        Digest { hex: hex::encode(hash) }
+        Digest {
+            hex: hex::encode(hash),
+        }
     }
 
     /// The 64 hex digits without the algorithm prefix (the blob's file name in a layout).
@@ -53,15 +55,22 @@ impl FromStr for Digest {
     type Err = DigestParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (algo, hex) = s.split_once(':').ok_or_else(|| DigestParseError::Malformed(s.to_string()))?;
+        let (algo, hex) = s
+            .split_once(':')
+            .ok_or_else(|| DigestParseError::Malformed(s.to_string()))?;
         if algo != SHA256 {
             return Err(DigestParseError::UnsupportedAlgorithm(algo.to_string()));
         }
-        let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let valid = hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !valid {
             return Err(DigestParseError::Malformed(s.to_string()));
         }
-        Ok(Digest { hex: hex.to_string() })
+        Ok(Digest {
+            hex: hex.to_string(),
+        })
     }
 }
 
@@ -177,7 +186,10 @@ mod tests {
     fn parse_round_trips_and_rejects_bad_input() {
         let d = Digest::of(b"x");
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
-        assert!(matches!("md5:00".parse::<Digest>(), Err(DigestParseError::UnsupportedAlgorithm(_))));
+        assert!(matches!(
+            "md5:00".parse::<Digest>(),
+            Err(DigestParseError::UnsupportedAlgorithm(_))
+        ));
         assert!("sha256:ABC".parse::<Digest>().is_err());
         assert!("nocolon".parse::<Digest>().is_err());
         let upper = format!("sha256:{}", "A".repeat(64));

@@ -197,6 +197,6 @@ mod tests {
         assert_eq!(out.0.lock().expect("not poisoned").as_slice(), b"ok\n");
     }
 }
-pub mod sys;
-pub mod sandbox;
 pub mod runc;
+pub mod sandbox;
+pub mod sys;

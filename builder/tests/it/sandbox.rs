@@ -288,7 +288,12 @@ fn top_level(root: &Path) -> Vec<String> {
     v
 }
 
+/// Tests that assert on the host's whole process list take this lock, so one test's
+/// background `sleep` is never mistaken for another's leftover.
+static PROCESS_LIST: Mutex<()> = Mutex::new(());
+
 fn run_table(kind: Kind) {
+    let _serial = PROCESS_LIST.lock().unwrap_or_else(|e| e.into_inner());
     let rootfs = busybox_rootfs();
     let root = rootfs.path();
     let before = mountinfo_under(root);
@@ -469,11 +474,16 @@ fn runc_mount_targets_are_kept() {
 }
 
 fn cancel_case(kind: Kind) {
+    let _serial = PROCESS_LIST.lock().unwrap_or_else(|e| e.into_inner());
     let rootfs = busybox_rootfs();
-    let argv: Vec<String> = ["sh", "-c", "sleep 7778 & sleep 7778"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    // Each executor gets its own marker: the two cancellation tests run in parallel and must
+    // not see each other's processes.
+    let marker = match kind {
+        Kind::Sandbox => "7778",
+        Kind::Runc => "7779",
+    };
+    let script = format!("sleep {marker} & sleep {marker}");
+    let argv: Vec<String> = vec!["sh".to_string(), "-c".to_string(), script];
     let env = vec![("PATH".to_string(), "/bin".to_string())];
     let req = RunRequest {
         rootfs: rootfs.path(),
@@ -506,8 +516,13 @@ fn cancel_case(kind: Kind) {
         start.elapsed() < Duration::from_secs(4),
         "{kind:?}: cancelled promptly"
     );
+    // The runtime reaps asynchronously after `kill`; give it a moment, not forever.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !processes_with_arg(marker).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
-        processes_with_arg("7778").is_empty(),
+        processes_with_arg(marker).is_empty(),
         "{kind:?}: namespace killed and reaped"
     );
     assert_eq!(top_level(rootfs.path()), ["bin"]);

@@ -2,7 +2,6 @@
 //! (index, name, base, platform, dependencies, instruction count), then the skipped stages and
 //! any warnings. `--format json` prints the same as one JSON document.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 use rbuild_dockerfile::lower::{Base, DepKind, DepTarget, Plan, Stage};
@@ -25,7 +24,7 @@ pub fn run(args: &PlanArgs) -> Result<(), CliError> {
     })?;
     let opts = LowerOptions {
         target: args.target.clone(),
-        build_args: build_args(&args.build_args),
+        build_args: crate::env::build_args(&args.build_args),
         platform: args.platform.clone(),
         build_platform: None,
     };
@@ -49,28 +48,6 @@ pub fn run(args: &PlanArgs) -> Result<(), CliError> {
         .lock()
         .write_all(output.as_bytes())
         .map_err(|e| CliError::Output(e.to_string()))
-}
-
-/// `KEY=VALUE` pairs; a bare `KEY` takes its value from rbuild's environment, as `docker build`
-/// does, and is dropped when that is unset.
-fn build_args(raw: &[String]) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for item in raw {
-        match item.split_once('=') {
-            Some((k, v)) => {
-                out.insert(k.to_string(), v.to_string());
-            }
-            None => {
-                // The CLI is the one place allowed to read the process environment.
-                #[allow(clippy::disallowed_methods)]
-                let value = std::env::var(item);
-                if let Ok(v) = value {
-                    out.insert(item.clone(), v);
-                }
-            }
-        }
-    }
-    out
 }
 
 fn stage_label(plan: &Plan, index: usize) -> String {

@@ -1,3 +1,10 @@
 //! End-to-end tests of the `rbuild` binary: one binary, one module per feature.
 
+mod build;
+mod errors;
+mod flags;
+mod outputs;
 mod plan;
+mod run;
+mod store;
+mod support;

@@ -34,7 +34,9 @@ fn read(path: &Path) -> Result<String, String> {
 }
 
 fn name_of(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn check_testfile(dir: &Path) -> Result<(), String> {
@@ -50,7 +52,12 @@ fn check_testfile(dir: &Path) -> Result<(), String> {
     for i in 0..got_lines.len().max(want_lines.len()) {
         let (g, w) = (got_lines.get(i), want_lines.get(i));
         if g != w {
-            diff.push_str(&format!("\n  line {}:\n    want {:?}\n    got  {:?}", i + 1, w, g));
+            diff.push_str(&format!(
+                "\n  line {}:\n    want {:?}\n    got  {:?}",
+                i + 1,
+                w,
+                g
+            ));
         }
     }
     Err(format!("dump differs:{diff}"))
@@ -79,7 +86,11 @@ fn negative_testfiles_fail() {
 }
 
 fn lines_of(v: &Value) -> Result<(usize, usize), String> {
-    let get = |k: &str| v[k].as_u64().map(|n| n as usize).ok_or_else(|| format!("no {k} in {v}"));
+    let get = |k: &str| {
+        v[k].as_u64()
+            .map(|n| n as usize)
+            .ok_or_else(|| format!("no {k} in {v}"))
+    };
     Ok((get("start_line")?, get("end_line")?))
 }
 
@@ -116,11 +127,18 @@ fn testfile_line_numbers() {
     if children.len() != df.nodes.len() {
         tally.check(
             "children",
-            Err(format!("want {} children, got {}", children.len(), df.nodes.len())),
+            Err(format!(
+                "want {} children, got {}",
+                children.len(),
+                df.nodes.len()
+            )),
         );
     }
     for (i, want) in children.iter().enumerate() {
-        let got = df.nodes.get(i).map(|n| (n.location.start_line, n.location.end_line));
+        let got = df
+            .nodes
+            .get(i)
+            .map(|n| (n.location.start_line, n.location.end_line));
         tally.check(
             &format!("child {i}"),
             lines_of(want).and_then(|w| {
@@ -163,7 +181,10 @@ fn heredoc_json_groups() {
     match parse(extract["dockerfile"].as_str().unwrap_or_default()) {
         Err(e) => tally.check("extract", Err(format!("parse failed: {e}"))),
         Ok(df) => {
-            let expected = extract["expected_heredocs"].as_array().cloned().unwrap_or_default();
+            let expected = extract["expected_heredocs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             for (i, want) in expected.iter().enumerate() {
                 let want: Vec<Option<Heredoc>> = want
                     .as_array()
@@ -185,7 +206,11 @@ fn heredoc_json_groups() {
     match parse(group["dockerfile"].as_str().unwrap_or_default()) {
         Err(e) => tally.check("json_form_no_heredoc", Err(format!("parse failed: {e}"))),
         Ok(df) => {
-            for i in group["children_without_heredocs"].as_array().cloned().unwrap_or_default() {
+            for i in group["children_without_heredocs"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
                 let i = i.as_u64().unwrap_or(0) as usize;
                 let result = match df.nodes.get(i) {
                     Some(n) if n.heredocs.is_empty() && n.json => Ok(()),
@@ -197,12 +222,22 @@ fn heredoc_json_groups() {
         }
     }
 
-    for (i, case) in json["chomp"].as_array().cloned().unwrap_or_default().iter().enumerate() {
+    for (i, case) in json["chomp"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let got = chomp(case["input"].as_str().unwrap_or_default());
         let want = case["expected"].as_str().unwrap_or_default();
         tally.check(
             &format!("chomp {i}"),
-            if got == want { Ok(()) } else { Err(format!("want {want:?}, got {got:?}")) },
+            if got == want {
+                Ok(())
+            } else {
+                Err(format!("want {want:?}, got {got:?}"))
+            },
         );
     }
 
@@ -237,7 +272,11 @@ fn heredoc_json_groups() {
     // heredoc found has the expected name at its position (upstream indexes the expected list with
     // the found ones, so finding more than expected fails and finding fewer passes; BuildKit's
     // lexer splits `<<- EOF` into `<<-` and `EOF` and finds none there).
-    for case in json["heredocs_from_line"].as_array().cloned().unwrap_or_default() {
+    for case in json["heredocs_from_line"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         let line = case["line"].as_str().unwrap_or_default();
         let want: Vec<&str> = case["names"]
             .as_array()

@@ -3,6 +3,6 @@
 mod conformance_ignore;
 mod conformance_parser;
 mod conformance_shell;
-mod support;
-mod lower;
 mod heredoc_expand;
+mod lower;
+mod support;

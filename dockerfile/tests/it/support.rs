@@ -26,7 +26,10 @@ pub struct Tally {
 impl Tally {
     /// A tally for the named suite.
     pub fn new(suite: &str) -> Self {
-        Tally { suite: suite.to_string(), ..Default::default() }
+        Tally {
+            suite: suite.to_string(),
+            ..Default::default()
+        }
     }
 
     /// Record one vector: `Ok(())` passes, `Err(why)` fails with the vector's name and diff.

@@ -1,0 +1,497 @@
+//! The build driver: from a [`BuildRequest`] to an image in the local [`Store`].
+//!
+//! It plays the part of BuildKit's solver plus the Dockerfile front-end's driver
+//! (`dockerfile2llb.Dockerfile2LLB`) and image exporter:
+//!
+//! 1. [`prepare`]: parse and lower the Dockerfile, resolve base images and named contexts through
+//!    the [`sources::Resolver`] (named contexts, `oci-layout://`, `docker-archive://`, the local
+//!    store; a registry source is a later issue), splice ONBUILD triggers, and lower the stage
+//!    plan into a [`crate::graph::Graph`];
+//! 2. hash the build contexts the target's steps read (in parallel, with the stat cache under the
+//!    store, so an unchanged context costs one `lstat` per file);
+//! 3. run the target's steps through [`crate::schedule::run`], independent stages in parallel,
+//!    each step keyed and looked up in the cache before any work ([`execute`]);
+//! 4. assemble the image: the target's config (created = SOURCE_DATE_EPOCH or 0, request labels
+//!    added, history normalized against the layers as BuildKit's exporter does) and its layer
+//!    stack, written through `rbuild_layers::image` and tagged in the store.
+//!
+//! Reproducibility: every timestamp that reaches an image is the epoch (layer mtimes are clamped
+//! to it by the tar writer), keys never hold host paths or mtimes, so the same inputs give the
+//! same manifest digest in any directory, at any time.
+//!
+//! Locking: the build holds the blob store's lock shared from its first cache lookup until the
+//! image is tagged, so a concurrent prune (exclusive) cannot remove a blob the build reuses.
+
+// `BuildError` carries the failing step's `Origin` inline (the CLI matches and builds it by
+// value); it is returned at most once per build, so its size does not matter here.
+#![allow(clippy::result_large_err)]
+
+pub mod config;
+pub mod execute;
+pub mod export;
+pub mod prepare;
+mod request;
+pub mod snapshots;
+pub mod sources;
+
+pub use export::export;
+pub use request::{BuildOutcome, BuildRequest, DockerfileSource, NamedContext, Output, Runtime};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use rbuild_dockerfile::ignore::IgnoreRules;
+use rbuild_dockerfile::lower::Platform;
+use rbuild_layers::compress::{CompressOptions, Compression};
+use rbuild_layers::image::{write_image, History, ImageConfig};
+use rbuild_layers::store::{LayerInfo, LayerOptions, LockMode, LockTarget};
+use rbuild_layers::tar::write::TarOptions;
+
+use crate::cache::{CacheIndex, LayerRecord};
+use crate::context::{hash_context, ContextFilter, HashOptions, NoFilter, StatCache};
+pub use crate::error::BuildError;
+use crate::events::EventSink;
+use crate::exec::runc::{RuncExecutor, RuncOptions};
+use crate::exec::sandbox::SandboxExecutor;
+use crate::exec::{Cancellation, Executor};
+use crate::graph::{ContextName, FsInput, Graph, MountKind, Op, SourceOp, StepId};
+use crate::ops::fetch::HttpFetcher;
+use crate::schedule::{run, ScheduleError, ScheduleOptions};
+use crate::snapshot::SnapshotMode;
+use crate::store::{parse_name, Store};
+use execute::{ContextInput, MemoFetcher, Settings, Solver, StepError};
+use sources::{host_platform_spec, Resolver};
+
+/// Build the image `req` describes into `store`; see the module documentation.
+pub fn build(
+    store: &Store,
+    req: &BuildRequest,
+    events: &dyn EventSink,
+) -> Result<BuildOutcome, BuildError> {
+    build_with_cancel(store, req, events, None)
+}
+
+/// [`build`] with an external cancellation flag (set it on Ctrl-C: running steps see it, no new
+/// step starts, and the build returns [`BuildError::Cancelled`]).
+pub fn build_with_cancel(
+    store: &Store,
+    req: &BuildRequest,
+    events: &dyn EventSink,
+    cancel: Option<&Cancellation>,
+) -> Result<BuildOutcome, BuildError> {
+    let platform = request_platform(req)?;
+    let _blobs = lock_blobs(store)?;
+    let resolver = Resolver::new(&req.named_contexts, host_platform_spec());
+    let prepared = prepare::prepare(store, req, &resolver, &platform)?;
+    let input = Solve {
+        graph: &prepared.lowered.graph,
+        target: prepared.lowered.target,
+        images: prepared.images,
+        dockerfile_path: prepared.path.as_deref(),
+        file: &prepared.file,
+        platform,
+    };
+    solve(store, req, input, events, cancel)
+}
+
+/// Build the step `target` of a graph made by any front-end (see the crate documentation for an
+/// example). `req` supplies everything but the Dockerfile: the main context, named contexts,
+/// cache, network, secrets, runtime, epoch, compression, labels and tags. Images named by
+/// source steps and `FsInput::Image` inputs are resolved like `FROM` references.
+pub fn build_graph(
+    store: &Store,
+    graph: &Graph,
+    target: StepId,
+    req: &BuildRequest,
+    events: &dyn EventSink,
+    cancel: Option<&Cancellation>,
+) -> Result<BuildOutcome, BuildError> {
+    let platform = request_platform(req)?;
+    let _blobs = lock_blobs(store)?;
+    graph.validate().map_err(crate::Error::from)?;
+    let resolver = Resolver::new(&req.named_contexts, host_platform_spec());
+    let mut images = BTreeMap::new();
+    for id in graph.ancestors(target).map_err(crate::Error::from)? {
+        let Some(step) = graph.get(id) else { continue };
+        let mut refs = Vec::new();
+        match &step.op {
+            Op::Source(SourceOp::Image { reference, .. }) => refs.push(reference.clone()),
+            Op::Copy(c) => {
+                if let FsInput::Image(r) = &c.from {
+                    refs.push(r.clone());
+                }
+            }
+            Op::Run(r) => {
+                for m in &r.mounts {
+                    if let Some(FsInput::Image(i)) = m.kind.source_input() {
+                        refs.push(i.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+        for r in refs {
+            if !images.contains_key(r.as_str()) {
+                let image = resolver.resolve(r.as_str(), store)?;
+                images.insert(r.as_str().to_string(), image);
+            }
+        }
+    }
+    let input = Solve {
+        graph,
+        target,
+        images,
+        dockerfile_path: None,
+        file: "graph",
+        platform,
+    };
+    solve(store, req, input, events, cancel)
+}
+
+fn lock_blobs(store: &Store) -> Result<rbuild_layers::store::StoreLock, BuildError> {
+    store
+        .blobs()
+        .lock(LockTarget::Blobs, LockMode::Shared)
+        .map_err(|e| BuildError::Store(e.into()))
+}
+
+/// A graph ready to run, with its images resolved.
+struct Solve<'a> {
+    graph: &'a Graph,
+    target: StepId,
+    images: BTreeMap<String, sources::ResolvedImage>,
+    dockerfile_path: Option<&'a std::path::Path>,
+    file: &'a str,
+    platform: Platform,
+}
+
+/// Hash contexts, run the target's steps and store the image.
+fn solve(
+    store: &Store,
+    req: &BuildRequest,
+    input: Solve<'_>,
+    events: &dyn EventSink,
+    cancel: Option<&Cancellation>,
+) -> Result<BuildOutcome, BuildError> {
+    let Solve {
+        graph,
+        target,
+        images,
+        dockerfile_path,
+        file,
+        platform,
+    } = input;
+    let tags = req
+        .tags
+        .iter()
+        .map(|t| parse_name(t).map_err(BuildError::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    let contexts = hash_contexts(store, req, graph, target, dockerfile_path, file)?;
+    let index = CacheIndex::ensure(store.root()).map_err(crate::Error::from)?;
+    let snapshots = snapshots::Snapshots::new(store, SnapshotMode::Auto);
+    let epoch = req.epoch.unwrap_or(0);
+    let settings = Settings {
+        no_cache: req.no_cache,
+        epoch,
+        created: config::rfc3339(epoch),
+        layer: LayerOptions {
+            compression: req.compression,
+            compress: CompressOptions::default(),
+            tar: TarOptions::clamp_to(epoch),
+        },
+        network: req.network,
+        secrets: req.secrets.clone(),
+        ssh_agent: req.ssh_agent.clone(),
+        platform: platform.clone(),
+        lineage_prefix: lineage_prefix(req, file),
+    };
+    let fetcher = MemoFetcher::new(
+        Box::new(HttpFetcher::new().with_scratch_dir(store.root())),
+        store.root().to_path_buf(),
+    );
+    let executor: Box<dyn Executor> = match &req.runtime {
+        Runtime::Builtin => Box::new(SandboxExecutor::default()),
+        Runtime::Oci(path) => Box::new(RuncExecutor::new(RuncOptions {
+            runtime: path.clone(),
+            ..RuncOptions::default()
+        })),
+    };
+    let solver = Solver {
+        store,
+        index: &index,
+        snapshots: &snapshots,
+        images: &images,
+        contexts: &contexts,
+        settings: &settings,
+        fetcher: &fetcher,
+        executor: executor.as_ref(),
+        events,
+        results: Mutex::new(BTreeMap::new()),
+    };
+    let opts = ScheduleOptions {
+        cancel,
+        ..ScheduleOptions::default()
+    };
+    let report =
+        run(graph, &[target], &opts, events, |cx| solver.step(cx)).map_err(schedule_error)?;
+    let result = solver.result(target).ok_or_else(|| BuildError::Request {
+        field: "target",
+        reason: "the target step produced no result (this is a bug)".into(),
+    })?;
+
+    let mut image = result.config.image.clone();
+    image.created = Some(settings.created.clone());
+    image.os = platform.os.clone();
+    image.architecture = platform.architecture.clone();
+    image.variant = platform.variant.clone();
+    for (k, v) in &req.labels {
+        image.config.labels.insert(k.clone(), v.clone());
+    }
+    normalize_history(&mut image, &settings.created);
+    let layers: Vec<LayerInfo> = result.layers.iter().map(layer_info).collect();
+    let stored = write_image(store.blobs(), &image, &layers, &BTreeMap::new())
+        .map_err(|e| BuildError::Store(e.into()))?;
+    for name in &tags {
+        store.put_name(name, &stored)?;
+    }
+    Ok(BuildOutcome {
+        manifest_digest: stored.manifest_digest.clone(),
+        config_digest: stored.config_digest.clone(),
+        image: stored,
+        tags,
+        steps: report.finished.len(),
+        cached: report.cached(),
+    })
+}
+
+/// The platform to build for: only the host's is accepted for now.
+fn request_platform(req: &BuildRequest) -> Result<Platform, BuildError> {
+    let host = Platform::host();
+    let Some(text) = &req.platform else {
+        return Ok(host);
+    };
+    let wanted = Platform::from_str(text).map_err(|e| BuildError::Request {
+        field: "platform",
+        reason: e.to_string(),
+    })?;
+    if wanted.os != host.os || wanted.architecture != host.architecture {
+        return Err(BuildError::Request {
+            field: "platform",
+            reason: format!("only the host platform {host} can be built for now, not {wanted}"),
+        });
+    }
+    Ok(wanted)
+}
+
+/// The name under which step lineages of this Dockerfile are remembered.
+fn lineage_prefix(req: &BuildRequest, file: &str) -> String {
+    let context = req
+        .context
+        .as_ref()
+        .map(|c| std::fs::canonicalize(c).unwrap_or_else(|_| c.clone()))
+        .map(|c| c.display().to_string())
+        .unwrap_or_default();
+    format!("{context}\u{0}{file}")
+}
+
+/// Hash the build contexts that the target's steps read.
+fn hash_contexts(
+    store: &Store,
+    req: &BuildRequest,
+    graph: &Graph,
+    target: StepId,
+    dockerfile_path: Option<&std::path::Path>,
+    file: &str,
+) -> Result<BTreeMap<ContextName, ContextInput>, BuildError> {
+    let needed = graph.ancestors(target).map_err(crate::Error::from)?;
+    let mut names: BTreeSet<ContextName> = BTreeSet::new();
+    for id in &needed {
+        let Some(step) = graph.get(*id) else { continue };
+        match &step.op {
+            Op::Copy(c) => {
+                if let FsInput::Context(n) = &c.from {
+                    names.insert(n.clone());
+                }
+            }
+            Op::Run(r) => {
+                for m in &r.mounts {
+                    if let Some(FsInput::Context(n)) = m.kind.source_input() {
+                        names.insert(n.clone());
+                    }
+                    if let MountKind::Bind {
+                        from: FsInput::Context(n),
+                        ..
+                    } = &m.kind
+                    {
+                        names.insert(n.clone());
+                    }
+                }
+            }
+            Op::Source(SourceOp::NamedContext { name }) => {
+                names.insert(name.clone());
+            }
+            _ => {}
+        }
+    }
+    let mut dirs: Vec<(ContextName, PathBuf, PathBuf)> = Vec::new();
+    for name in names {
+        let dir: PathBuf = if name.is_main() {
+            match &req.context {
+                Some(d) => d.clone(),
+                None => continue,
+            }
+        } else {
+            match req.named_contexts.get(name.as_str()) {
+                Some(NamedContext::Dir(d)) => d.clone(),
+                _ => continue,
+            }
+        };
+        // The main context's ignore file may be `<Dockerfile>.dockerignore`.
+        let df_path = match (name.is_main(), dockerfile_path) {
+            (true, Some(p)) => p.to_path_buf(),
+            (true, None) => dir.join(file),
+            (false, _) => dir.join("Dockerfile"),
+        };
+        dirs.push((name, dir, df_path));
+    }
+    // Contexts are hashed side by side (each hash is itself parallel over files).
+    let hashed: Vec<Result<(ContextName, ContextInput), BuildError>> = dirs
+        .into_par_iter()
+        .map(|(name, dir, df_path)| {
+            let ignore = IgnoreRules::load(&dir, &df_path).map_err(|e| BuildError::Source {
+                reference: dir.display().to_string(),
+                reason: format!("read .dockerignore: {e}"),
+            })?;
+            let filter: &dyn ContextFilter = match &ignore {
+                Some(rules) => rules,
+                None => &NoFilter,
+            };
+            let hashed = hash_context(
+                &dir,
+                &HashOptions {
+                    filter,
+                    stat_cache: Some(StatCache::path_for(store.root(), &dir)),
+                },
+            )
+            .map_err(crate::Error::from)?;
+            Ok((
+                name,
+                ContextInput {
+                    dir,
+                    ignore,
+                    hashed,
+                },
+            ))
+        })
+        .collect();
+    hashed.into_iter().collect()
+}
+
+fn schedule_error(e: ScheduleError<StepError>) -> BuildError {
+    match e {
+        ScheduleError::StepFailed { origin, source, .. } => BuildError::Step {
+            origin: *origin,
+            message: source.message,
+            exit_code: source.exit_code,
+        },
+        ScheduleError::Cancelled => BuildError::Cancelled,
+        ScheduleError::Graph(g) => BuildError::Internal(crate::Error::Graph(g)),
+    }
+}
+
+/// A cache record's layer as the image writer takes it.
+fn layer_info(l: &LayerRecord) -> LayerInfo {
+    LayerInfo {
+        digest: l.digest.clone(),
+        diff_id: l.diff_id.clone(),
+        size: l.size,
+        media_type: l.media_type.clone(),
+        compression: Compression::from_media_type(&l.media_type).unwrap_or(Compression::None),
+    }
+}
+
+/// Make the history agree with the layers, as BuildKit's exporter (`normalizeLayersAndHistory`)
+/// does for base images whose history is shorter than their layer list: missing entries for
+/// the oldest layers are added at the front.
+fn normalize_history(image: &mut ImageConfig, created: &str) {
+    let layers = image.rootfs.diff_ids.len();
+    let non_empty = image.history.iter().filter(|h| !h.empty_layer).count();
+    if non_empty < layers {
+        let missing = layers - non_empty;
+        let mut history: Vec<History> = (0..missing)
+            .map(|_| History {
+                created: Some(created.to_string()),
+                created_by: Some("rbuild: layer without history".to_string()),
+                ..History::default()
+            })
+            .collect();
+        history.append(&mut image.history);
+        image.history = history;
+    } else if non_empty > layers {
+        // Entries claiming layers that do not exist become empty, oldest first.
+        let mut extra = non_empty - layers;
+        for h in image.history.iter_mut() {
+            if extra == 0 {
+                break;
+            }
+            if !h.empty_layer {
+                h.empty_layer = true;
+                extra -= 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_normalized_against_layers() {
+        let d = |c: char| -> rbuild_layers::digest::DiffId {
+            rbuild_layers::digest::DiffId(rbuild_layers::digest::Digest::of(&[c as u8]))
+        };
+        let mut image = ImageConfig::new("linux", "amd64");
+        image.rootfs.diff_ids = vec![d('a'), d('b')];
+        image.history.push(History {
+            created_by: Some("COPY".into()),
+            ..History::default()
+        });
+        normalize_history(&mut image, "t");
+        assert_eq!(image.history.len(), 2);
+        assert_eq!(
+            image.history[0].created_by.as_deref(),
+            Some("rbuild: layer without history")
+        );
+        image.check_layers(&[d('a'), d('b')]).expect("consistent");
+
+        let mut image = ImageConfig::new("linux", "amd64");
+        image.history.push(History::default());
+        normalize_history(&mut image, "t");
+        assert!(image.history[0].empty_layer);
+    }
+
+    #[test]
+    fn only_the_host_platform_builds() {
+        let host = Platform::host();
+        let mut req = BuildRequest::new(
+            None,
+            DockerfileSource::Text {
+                name: "Dockerfile".into(),
+                text: String::new(),
+            },
+        );
+        req.platform = Some(host.to_string());
+        assert!(request_platform(&req).is_ok());
+        req.platform = Some(if host.architecture == "s390x" {
+            "linux/amd64".into()
+        } else {
+            "linux/s390x".into()
+        });
+        assert!(request_platform(&req).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! What a caller asks for: [`BuildRequest`] (the inputs of one build, as `docker buildx build`
+//! flags carry them) and [`Output`] (where `export` writes an image).
+//!
+//! Every field is explicit: the library never reads the process environment, so
+//! `SOURCE_DATE_EPOCH`, secrets and the SSH agent socket come in here from the CLI.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rbuild_layers::compress::Compression;
+use rbuild_layers::digest::Digest;
+use rbuild_layers::image::StoredImage;
+use rbuild_layers::oci_layout::ImageName;
+
+use crate::graph::NetworkMode;
+
+/// Where the Dockerfile text comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerfileSource {
+    /// A file on disk (`-f path`, or `<context>/Dockerfile`).
+    Path(PathBuf),
+    /// Text already read (`-f -`), with the name used in messages.
+    Text {
+        /// The name shown in errors (e.g. `Dockerfile` or `-`).
+        name: String,
+        /// The Dockerfile text.
+        text: String,
+    },
+}
+
+/// A `--build-context NAME=VALUE`, as buildx accepts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// `oci-layout://DIR[:TAG|@sha256:…]`.
+    OciLayout {
+        /// The layout directory.
+        dir: PathBuf,
+        /// The tag or digest inside it; `None` = the only (or `latest`) image.
+        reference: Option<String>,
+    },
+    /// `docker-image://REF`: an image by reference (resolved in the local store for now).
+    DockerImage(String),
+    /// A local directory used as a context (or as a rootfs for `FROM name`).
+    Dir(PathBuf),
+}
+
+/// Which RUN executor to use.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Runtime {
+    /// rbuild's own namespace sandbox.
+    #[default]
+    Builtin,
+    /// An OCI runtime binary (runc, crun) at this path.
+    Oci(PathBuf),
+}
+
+/// The inputs of one build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The build context directory; `None` = no context (Dockerfile from stdin).
+    pub context: Option<PathBuf>,
+    /// The Dockerfile.
+    pub dockerfile: DockerfileSource,
+    /// `--target`: the stage to build; `None` = the last stage.
+    pub target: Option<String>,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// `--label` values, added to the image config.
+    pub labels: BTreeMap<String, String>,
+    /// `--build-context` values, by name.
+    pub named_contexts: BTreeMap<String, NamedContext>,
+    /// `--no-cache`: execute every step.
+    pub no_cache: bool,
+    /// `--network` default for RUN steps.
+    pub network: NetworkMode,
+    /// `--secret` values: id → bytes (never logged, cached or layered).
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `--ssh default=SOCKET`: the agent socket.
+    pub ssh_agent: Option<PathBuf>,
+    /// `--platform`; only the host platform is accepted for now.
+    pub platform: Option<String>,
+    /// The RUN executor.
+    pub runtime: Runtime,
+    /// SOURCE_DATE_EPOCH; `None` = 0.
+    pub epoch: Option<i64>,
+    /// Layer compression.
+    pub compression: Compression,
+    /// Names the image is stored under in the local store.
+    pub tags: Vec<String>,
+}
+
+impl BuildRequest {
+    /// A request with defaults for everything but the context and Dockerfile.
+    pub fn new(context: Option<PathBuf>, dockerfile: DockerfileSource) -> Self {
+        BuildRequest {
+            context,
+            dockerfile,
+            target: None,
+            build_args: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            named_contexts: BTreeMap::new(),
+            no_cache: false,
+            network: NetworkMode::Default,
+            secrets: BTreeMap::new(),
+            ssh_agent: None,
+            platform: None,
+            runtime: Runtime::Builtin,
+            epoch: None,
+            compression: Compression::Gzip,
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// What a successful build produced.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    /// Digest of the image manifest.
+    pub manifest_digest: Digest,
+    /// Digest of the image config (the image ID).
+    pub config_digest: Digest,
+    /// The image as stored.
+    pub image: StoredImage,
+    /// The names it was tagged with.
+    pub tags: Vec<ImageName>,
+    /// Steps the target needed.
+    pub steps: usize,
+    /// Of those, steps whose result came from the cache.
+    pub cached: usize,
+}
+
+/// Where [`crate::solve::export`] writes an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// An OCI image layout, as a directory or (with `tar`) a tar file.
+    Oci {
+        /// Directory or tar file path.
+        dest: PathBuf,
+        /// Write a tar instead of a directory.
+        tar: bool,
+    },
+    /// A `docker load`-able archive.
+    Docker {
+        /// The tar file path.
+        dest: PathBuf,
+    },
+    /// The unpacked root filesystem in a directory.
+    Local {
+        /// The directory.
+        dest: PathBuf,
+    },
+    /// The root filesystem as one tar file.
+    Tar {
+        /// The tar file path.
+        dest: PathBuf,
+    },
+}

@@ -1,0 +1,561 @@
+//! `rbuild build [OPTIONS] CONTEXT` (also `rbuild [OPTIONS] CONTEXT`): turn the flags into an
+//! [`rbuild::solve::BuildRequest`] (reading here everything that comes from the environment or
+//! from files: secrets, `SOURCE_DATE_EPOCH`, bare `--build-arg KEY`s, the SSH agent socket),
+//! run the build into the local store with progress on stderr, write each `-o` output, and say
+//! what was produced: the image digest, its tags and where it was written.
+//!
+//! As with `docker build`, `-f` is relative to the working directory and defaults to
+//! `CONTEXT/Dockerfile`; CONTEXT `-` (or `-f -`) reads the Dockerfile from stdin, and `-` as
+//! CONTEXT means there is no build context at all.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rbuild::graph::NetworkMode;
+use rbuild::solve::{BuildOutcome, BuildRequest, DockerfileSource, NamedContext, Output, Runtime};
+use rbuild::store::Store;
+use rbuild::BuildError;
+use rbuild_dockerfile::ignore::IgnoreRules;
+use rbuild_dockerfile::lower::Platform;
+use rbuild_dockerfile::LowerOptions;
+use rbuild_layers::compress::Compression;
+use rbuild_layers::oci_layout::ImageName;
+use serde_json::json;
+
+use crate::args::{BuildArgs, NetworkArg};
+use crate::env;
+use crate::progress::{Progress, StepLabels, Style};
+use crate::report::CliError;
+use crate::spec::{OutputSpec, SecretSource, SecretSpec};
+
+/// The Dockerfile as the CLI knows it: its source for the library, and its name and text for
+/// error snippets and step labels.
+struct Dockerfile {
+    source: DockerfileSource,
+    name: String,
+    text: String,
+}
+
+/// Run `rbuild build`.
+pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), CliError> {
+    let root = env::store_root(root).map_err(CliError::Usage)?;
+    let platform = check_platform(args.platform.as_ref())?;
+    let runtime = runtime(&args.runtime)?;
+    let epoch = env::source_date_epoch().map_err(CliError::Usage)?;
+    let compression = compression(&args.outputs)?;
+    let (context, dockerfile) = context_and_dockerfile(args)?;
+    let build_args = env::build_args(&args.build_args);
+    let labels: BTreeMap<String, String> = args
+        .labels
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
+    let named_contexts: BTreeMap<String, NamedContext> = args
+        .build_contexts
+        .iter()
+        .map(|c| (c.name.clone(), c.context.clone()))
+        .collect();
+    let secrets = read_secrets(&args.secrets)?;
+    let ssh_agent = match &args.ssh {
+        None => None,
+        Some(spec) => match spec.socket.clone().or_else(env::ssh_auth_sock) {
+            Some(sock) => Some(sock),
+            None => return Err(CliError::Usage(
+                "--ssh default needs an agent: $SSH_AUTH_SOCK is not set (or give default=SOCKET)"
+                    .into(),
+            )),
+        },
+    };
+    let step_labels = step_labels(&dockerfile.text, args, &build_args);
+
+    let mut req = BuildRequest::new(context, dockerfile.source.clone());
+    req.target = args.target.clone();
+    req.build_args = build_args;
+    req.labels = labels;
+    req.named_contexts = named_contexts;
+    req.no_cache = args.no_cache;
+    req.network = match args.network {
+        NetworkArg::Default => NetworkMode::Default,
+        NetworkArg::None => NetworkMode::None,
+        NetworkArg::Host => NetworkMode::Host,
+    };
+    req.secrets = secrets;
+    req.ssh_agent = ssh_agent;
+    req.platform = platform;
+    req.runtime = runtime;
+    req.epoch = epoch;
+    req.compression = compression;
+    req.tags = args.tags.clone();
+
+    let store = Store::open(&root)?;
+    let style = Style::choose(args.progress, std::io::stderr().is_terminal());
+    let progress = Progress::stderr(style, step_labels);
+    let started = Instant::now();
+    let snippet = Some((dockerfile.name.clone(), dockerfile.text.clone()));
+    let outcome = match rbuild::solve::build(&store, &req, &progress) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            progress.finish();
+            let hint = req
+                .context
+                .as_deref()
+                .and_then(|ctx| ignore_hint(ctx, &dockerfile.source, &error));
+            return Err(CliError::Build {
+                dockerfile: snippet,
+                tails: progress.failed_tails(),
+                hint,
+                error: Box::new(error),
+            });
+        }
+    };
+    let mut written = Vec::new();
+    for spec in &args.outputs {
+        let names = output_names(&outcome.tags, &spec.names);
+        if let Err(error) = rbuild::solve::export(&store, &outcome.image, &names, &spec.output) {
+            progress.finish();
+            return Err(CliError::Build {
+                dockerfile: None,
+                tails: Vec::new(),
+                hint: None,
+                error: Box::new(error),
+            });
+        }
+        written.push(describe_output(&spec.output));
+    }
+    progress.finish();
+    summarize(&progress, &outcome, store.root(), &written, started);
+    if style == Style::Quiet {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", outcome.manifest_digest)
+            .map_err(|e| CliError::Output(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The final report: digest, tags, where the image went.
+fn summarize(
+    progress: &Progress,
+    outcome: &BuildOutcome,
+    store_root: &Path,
+    written: &[String],
+    started: Instant,
+) {
+    let elapsed = started.elapsed().as_secs_f64();
+    progress.line(&format!(
+        "built image {} in {elapsed:.1}s: {} steps, {} cached",
+        outcome.manifest_digest, outcome.steps, outcome.cached
+    ));
+    progress.line(&format!("config {}", outcome.config_digest));
+    if outcome.tags.is_empty() {
+        progress.line(&format!(
+            "stored without a name in {} (give -t NAME to keep it past `rbuild prune`)",
+            store_root.display()
+        ));
+    } else {
+        let names: Vec<String> = outcome.tags.iter().map(ImageName::familiar).collect();
+        progress.line(&format!(
+            "named {} in the store at {}",
+            names.join(", "),
+            store_root.display()
+        ));
+    }
+    for w in written {
+        progress.line(&format!("wrote {w}"));
+    }
+    progress.json(json!({
+        "type": "result",
+        "digest": outcome.manifest_digest.to_string(),
+        "config": outcome.config_digest.to_string(),
+        "tags": outcome.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
+        "store": store_root.display().to_string(),
+        "outputs": written,
+        "steps": outcome.steps,
+        "cached": outcome.cached,
+    }));
+}
+
+/// Names an output carries: the build's tags, then the output's own `name=`s, without repeats.
+pub fn output_names(tags: &[ImageName], extra: &[ImageName]) -> Vec<ImageName> {
+    let mut names: Vec<ImageName> = Vec::new();
+    for n in tags.iter().chain(extra) {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+}
+
+/// How an output is described in the summary.
+pub fn describe_output(output: &Output) -> String {
+    match output {
+        Output::Oci { dest, tar: false } => format!("oci layout to {}", dest.display()),
+        Output::Oci { dest, tar: true } => format!("oci layout tar to {}", dest.display()),
+        Output::Docker { dest } => format!("docker archive to {}", dest.display()),
+        Output::Local { dest } => format!("root filesystem to {}", dest.display()),
+        Output::Tar { dest } => format!("root filesystem tar to {}", dest.display()),
+    }
+}
+
+/// `--platform`: only the host's is accepted for now (passed on, normalized).
+fn check_platform(platform: Option<&Platform>) -> Result<Option<String>, CliError> {
+    let Some(p) = platform else {
+        return Ok(None);
+    };
+    let host = Platform::host();
+    if *p != host {
+        return Err(CliError::Usage(format!(
+            "--platform {p} is not supported yet: rbuild builds for the host platform ({host}) only"
+        )));
+    }
+    Ok(Some(p.to_string()))
+}
+
+/// `--runtime builtin|runc|PATH`.
+fn runtime(value: &str) -> Result<Runtime, CliError> {
+    if value == "builtin" {
+        return Ok(Runtime::Builtin);
+    }
+    match env::find_program(value) {
+        Some(path) => Ok(Runtime::Oci(path)),
+        None if value.contains('/') => Err(CliError::Usage(format!(
+            "--runtime {value}: no such executable file"
+        ))),
+        None => Err(CliError::Usage(format!(
+            "--runtime {value}: not found in $PATH (use builtin, runc or the runtime's path)"
+        ))),
+    }
+}
+
+/// The layer compression the outputs ask for (gzip by default); outputs must agree, since
+/// the layers are written once.
+fn compression(outputs: &[OutputSpec]) -> Result<Compression, CliError> {
+    let mut chosen: Option<Compression> = None;
+    for c in outputs.iter().filter_map(|o| o.compression) {
+        match chosen {
+            Some(prev) if prev != c => {
+                return Err(CliError::Usage(format!(
+                    "outputs ask for different compressions ({prev:?} and {c:?}); layers are written once, use one"
+                )))
+            }
+            _ => chosen = Some(c),
+        }
+    }
+    Ok(chosen.unwrap_or_default())
+}
+
+fn read_stdin() -> Result<String, CliError> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|source| CliError::Io {
+            op: "read the dockerfile from",
+            path: PathBuf::from("stdin"),
+            source,
+        })?;
+    Ok(text)
+}
+
+fn context_and_dockerfile(args: &BuildArgs) -> Result<(Option<PathBuf>, Dockerfile), CliError> {
+    let dash = Path::new("-");
+    let stdin_dockerfile = |text: String| Dockerfile {
+        source: DockerfileSource::Text {
+            name: "Dockerfile".into(),
+            text: text.clone(),
+        },
+        name: "Dockerfile".into(),
+        text,
+    };
+    if args.context == dash {
+        if args.file.as_deref().is_some_and(|f| f != dash) {
+            return Err(CliError::Usage(
+                "with CONTEXT '-' the Dockerfile is read from stdin; -f cannot name another one"
+                    .into(),
+            ));
+        }
+        return Ok((None, stdin_dockerfile(read_stdin()?)));
+    }
+    if !args.context.is_dir() {
+        return Err(CliError::Usage(format!(
+            "build context {} is not a directory (give a directory, or - for a Dockerfile on stdin)",
+            args.context.display()
+        )));
+    }
+    let context = Some(args.context.clone());
+    if args.file.as_deref() == Some(dash) {
+        return Ok((context, stdin_dockerfile(read_stdin()?)));
+    }
+    let path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| args.context.join("Dockerfile"));
+    let text = std::fs::read_to_string(&path).map_err(|source| CliError::Io {
+        op: "read",
+        path: path.clone(),
+        source,
+    })?;
+    Ok((
+        context,
+        Dockerfile {
+            source: DockerfileSource::Path(path.clone()),
+            name: path.display().to_string(),
+            text,
+        },
+    ))
+}
+
+/// Step labels from the Dockerfile's plan; when it does not lower, plain names (the build
+/// reports the error).
+fn step_labels(text: &str, args: &BuildArgs, build_args: &BTreeMap<String, String>) -> StepLabels {
+    let Ok(df) = rbuild_dockerfile::parse(text) else {
+        return StepLabels::default();
+    };
+    let opts = LowerOptions {
+        target: args.target.clone(),
+        build_args: build_args.clone(),
+        platform: args.platform.clone(),
+        build_platform: None,
+    };
+    match rbuild_dockerfile::lower(&df, &opts) {
+        Ok(plan) => StepLabels::from_plan(&plan),
+        Err(_) => StepLabels::default(),
+    }
+}
+
+/// When a COPY/ADD from the context failed because a source is missing, name the
+/// .dockerignore rule that excluded it (unless the library's message already does): the file
+/// is there on disk, so "not found" alone would be puzzling.
+fn ignore_hint(
+    context: &Path,
+    dockerfile: &DockerfileSource,
+    error: &BuildError,
+) -> Option<String> {
+    let BuildError::Step {
+        origin, message, ..
+    } = error
+    else {
+        return None;
+    };
+    if message.contains(".dockerignore") {
+        return None;
+    }
+    let words: Vec<&str> = origin
+        .instruction
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let (keyword, args) = words.split_first()?;
+    if !keyword.eq_ignore_ascii_case("COPY") && !keyword.eq_ignore_ascii_case("ADD") {
+        return None;
+    }
+    if args.iter().any(|a| a.starts_with("--from")) {
+        return None;
+    }
+    let dockerfile_path = match dockerfile {
+        DockerfileSource::Path(p) => p.clone(),
+        DockerfileSource::Text { .. } => context.join("Dockerfile"),
+    };
+    let rules = IgnoreRules::load(context, &dockerfile_path).ok()??;
+    // Candidates: the instruction's sources (all words but flags and the destination) and the
+    // paths the message quotes.
+    let sources = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .take(
+            args.iter()
+                .filter(|a| !a.starts_with("--"))
+                .count()
+                .saturating_sub(1),
+        )
+        .map(|s| s.to_string());
+    let quoted = message.split('"').skip(1).step_by(2).map(str::to_string);
+    let mut seen = Vec::new();
+    for candidate in sources.chain(quoted) {
+        let rel = candidate
+            .trim_start_matches("./")
+            .trim_start_matches('/')
+            .to_string();
+        if rel.is_empty() || seen.contains(&rel) || !context.join(&rel).exists() {
+            continue;
+        }
+        if let Ok(Some(rule)) = rules.excluding_rule(&rel) {
+            return Some(format!(
+                "{rel} exists in the build context but is excluded by {rule}"
+            ));
+        }
+        seen.push(rel);
+    }
+    None
+}
+
+/// Read every `--secret` (bytes only; never printed).
+fn read_secrets(specs: &[SecretSpec]) -> Result<BTreeMap<String, Vec<u8>>, CliError> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let from_env = |var: &str| {
+            env::var(var).map(String::into_bytes).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "secret {}: environment variable {var} is not set",
+                    spec.id
+                ))
+            })
+        };
+        let from_file = |path: &Path| {
+            std::fs::read(path).map_err(|source| CliError::Io {
+                op: "read secret file",
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let bytes = match &spec.source {
+            SecretSource::File(path) => from_file(path)?,
+            SecretSource::Env(var) => from_env(var)?,
+            SecretSource::ById if env::is_set(&spec.id) => from_env(&spec.id)?,
+            SecretSource::ById => from_file(Path::new(&spec.id))?,
+        };
+        out.insert(spec.id.clone(), bytes);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> OutputSpec {
+        text.parse().expect("valid output")
+    }
+
+    #[test]
+    fn compression_comes_from_outputs_and_must_agree() {
+        assert_eq!(compression(&[]).expect("default"), Compression::Gzip);
+        let one = [
+            spec("type=oci,dest=a,compression=zstd"),
+            spec("type=docker,dest=b"),
+        ];
+        assert_eq!(compression(&one).expect("agrees"), Compression::Zstd);
+        let two = [
+            spec("type=oci,dest=a,compression=zstd"),
+            spec("type=oci,dest=b,compression=gzip"),
+        ];
+        assert_eq!(compression(&two).expect_err("conflict").exit_code(), 2);
+    }
+
+    #[test]
+    fn platform_must_be_the_host() {
+        assert_eq!(check_platform(None).expect("none"), None);
+        let host = Platform::host();
+        assert_eq!(
+            check_platform(Some(&host)).expect("host"),
+            Some(host.to_string())
+        );
+        let other: Platform = if host.architecture == "s390x" {
+            "linux/amd64"
+        } else {
+            "linux/s390x"
+        }
+        .parse()
+        .expect("valid");
+        let err = check_platform(Some(&other)).expect_err("foreign");
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn runtimes() {
+        assert_eq!(runtime("builtin").expect("builtin"), Runtime::Builtin);
+        assert_eq!(
+            runtime("/no/such/runtime")
+                .expect_err("missing")
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            runtime("no-such-runtime-xyz")
+                .expect_err("missing")
+                .exit_code(),
+            2
+        );
+        assert_eq!(
+            runtime("/bin/sh").expect("exists"),
+            Runtime::Oci(PathBuf::from("/bin/sh"))
+        );
+    }
+
+    #[test]
+    fn output_names_keep_order_without_repeats() {
+        let n = |s: &str| s.parse::<ImageName>().expect("valid");
+        let got = output_names(&[n("a:1"), n("b")], &[n("b:latest"), n("c")]);
+        assert_eq!(got, vec![n("a:1"), n("b"), n("c")]);
+    }
+
+    fn copy_failure(instruction: &str, message: &str) -> BuildError {
+        BuildError::Step {
+            origin: rbuild::graph::Origin {
+                file: "Dockerfile".into(),
+                start_line: 2,
+                end_line: 2,
+                instruction: instruction.into(),
+                ..Default::default()
+            },
+            message: message.into(),
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn missing_sources_name_the_dockerignore_rule() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = dir.path();
+        std::fs::write(ctx.join(".dockerignore"), "# keys stay home\n*.key\n").expect("write");
+        std::fs::write(ctx.join("a.key"), "k").expect("write");
+        std::fs::write(ctx.join("b.txt"), "b").expect("write");
+        let df = DockerfileSource::Path(ctx.join("Dockerfile"));
+        let cases = [
+            ("COPY a.key /", "\"/a.key\": not found", true),
+            ("COPY --chmod=600 ./a.key b.txt /dst/", "not found", true),
+            (
+                "ADD x \"/a.key\"",
+                "copy failed: \"/a.key\": not found",
+                true,
+            ),
+            ("COPY b.txt /", "\"/b.txt\": not found", false),
+            ("COPY --from=build a.key /", "not found", false),
+            ("RUN cat a.key", "\"/a.key\": not found", false),
+            ("COPY a.key /", "excluded by .dockerignore rule", false),
+            ("COPY gone.key /", "\"/gone.key\": not found", false),
+        ];
+        for (instruction, message, want) in cases {
+            let hint = ignore_hint(ctx, &df, &copy_failure(instruction, message));
+            assert_eq!(hint.is_some(), want, "{instruction}: {hint:?}");
+            if let Some(h) = hint {
+                assert!(
+                    h.contains("a.key") && h.contains("*.key") && h.contains("line 2"),
+                    "{h}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_and_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("tok");
+        std::fs::write(&file, b"s3cret").expect("write");
+        let specs: Vec<SecretSpec> = [format!("id=a,src={}", file.display())]
+            .iter()
+            .map(|s| s.parse().expect("valid"))
+            .collect();
+        let got = read_secrets(&specs).expect("reads");
+        assert_eq!(got.get("a").map(Vec::as_slice), Some(&b"s3cret"[..]));
+        let missing: SecretSpec = "id=b,env=RBUILD_TEST_SURELY_UNSET_VAR"
+            .parse()
+            .expect("valid");
+        assert_eq!(read_secrets(&[missing]).expect_err("unset").exit_code(), 2);
+        let nofile: SecretSpec = "id=c,src=/no/such/secret".parse().expect("valid");
+        assert_eq!(read_secrets(&[nofile]).expect_err("no file").exit_code(), 1);
+    }
+}
