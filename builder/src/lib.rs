@@ -112,6 +112,7 @@ pub mod exec;
 pub mod frontend;
 pub mod graph;
 pub mod ops;
+pub mod registry;
 pub mod schedule;
 pub mod snapshot;
 pub mod solve;

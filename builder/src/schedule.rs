@@ -14,11 +14,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroUsize;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::events::{Event, EventSink, LogStream};
 use crate::exec::Cancellation;
 use crate::graph::{Graph, GraphError, Origin, Step, StepId};
+
+/// How often an external cancellation flag is checked while steps run.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 /// How a step function finished a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -278,8 +281,22 @@ where
         wake.notify_all();
     };
     std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(worker);
+        let handles: Vec<_> = (0..workers).map(|_| s.spawn(worker)).collect();
+        // Running steps watch only the internal flag, and idle workers sleep on the condvar:
+        // carry an external cancellation (Ctrl-C) over to both while the workers run, so a long
+        // RUN step is stopped at once rather than when some worker next looks.
+        if let Some(external) = external {
+            let mut forwarded = false;
+            while handles.iter().any(|h| !h.is_finished()) {
+                if !forwarded && external.is_cancelled() {
+                    forwarded = true;
+                    // Under the lock, so a worker between its check and its wait cannot miss it.
+                    let _st = lock(&state);
+                    internal.cancel();
+                    wake.notify_all();
+                }
+                std::thread::sleep(CANCEL_POLL);
+            }
         }
     });
 
@@ -520,6 +537,42 @@ mod tests {
             ScheduleError::StepFailed { id: StepId(0), .. }
         ));
         assert_eq!(saw_cancel.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn external_cancellation_reaches_running_steps() {
+        let mut g = Graph::new();
+        let a0 = g.add(scratch());
+        g.add(env(a0));
+        let cancel = Cancellation::new();
+        let o = ScheduleOptions {
+            parallelism: NonZeroUsize::new(2).expect("non-zero"),
+            cancel: Some(&cancel),
+        };
+        let saw_cancel = AtomicUsize::new(0);
+        let err = run(&g, &[], &o, &CollectSink::new(), |cx| {
+            if cx.id() == StepId(0) {
+                // The only ready step: the other worker idles on the condvar, so nobody
+                // else looks at the external flag while this runs (give it time to get there).
+                std::thread::sleep(Duration::from_millis(50));
+                cancel.cancel();
+                for _ in 0..500 {
+                    if cx.is_cancelled() {
+                        saw_cancel.fetch_add(1, Ordering::SeqCst);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            Ok::<_, Boom>(StepOutcome::Built)
+        })
+        .expect_err("cancelled");
+        assert!(matches!(err, ScheduleError::Cancelled), "{err}");
+        assert_eq!(
+            saw_cancel.load(Ordering::SeqCst),
+            1,
+            "the step saw the flag"
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The `rbuild` binary: parse arguments, run the subcommand, render any error, exit.
-//! Exit codes: 0 success, 1 failure, 2 usage error (clap's own code for bad arguments).
+//! Exit codes: 0 success, 1 failure, 2 usage error (clap's own code for bad arguments), 130 a
+//! build cancelled by Ctrl-C or SIGTERM.
 
 mod args;
 mod commands;
 mod env;
+mod interrupt;
 mod progress;
 mod report;
 mod spec;

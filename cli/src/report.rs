@@ -1,5 +1,6 @@
 //! Turning errors into what the user sees, with miette, and into exit codes (cargo's
-//! `CliError` idea): 2 for a usage error, 1 for everything else.
+//! `CliError` idea): 2 for a usage error, 130 for a build cancelled by Ctrl-C, 1 for everything
+//! else.
 //!
 //! An error tied to a Dockerfile line — a parse or lowering error, or a failed step, which
 //! carries its [`rbuild::graph::Origin`] as BuildKit's errors carry `WithLocation` — is shown
@@ -50,15 +51,18 @@ pub enum CliError {
         dockerfile: Option<(String, String)>,
         /// The last output lines of failed steps (label, lines).
         tails: Vec<(String, Vec<String>)>,
-        /// What the CLI found out about the failure besides the library's message (e.g. the
-        /// .dockerignore rule that hid a missing COPY source).
-        hint: Option<String>,
         /// What went wrong (boxed: the library error is large).
         error: Box<BuildError>,
     },
     /// The local store failed.
     #[error("{0}")]
     Store(#[from] rbuild::store::StoreError),
+    /// The Ctrl-C handler could not be installed.
+    #[error("cannot install the Ctrl-C handler: {0}")]
+    Signal(String),
+    /// The build was interrupted (Ctrl-C or SIGTERM) and stopped cleanly (exit code 130).
+    #[error("build cancelled")]
+    Cancelled,
     /// Output could not be written or encoded.
     #[error("failed to write output: {0}")]
     Output(String),
@@ -69,6 +73,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => 2,
+            CliError::Cancelled => crate::interrupt::EXIT_CANCELLED,
             _ => 1,
         }
     }
@@ -175,13 +180,6 @@ fn tail_help(message: &str, tails: &[(String, Vec<String>)]) -> Option<String> {
     Some(help)
 }
 
-fn join_help(a: Option<String>, b: Option<String>) -> Option<String> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(format!("{a}\n{b}")),
-        (a, b) => a.or(b),
-    }
-}
-
 /// Render `err` for a terminal (colours only when stderr is one).
 pub fn render(err: &CliError) -> String {
     let theme = if std::io::stderr().is_terminal() {
@@ -217,7 +215,6 @@ fn diagnostic(err: &CliError) -> Option<DockerfileDiagnostic> {
         CliError::Build {
             dockerfile,
             tails,
-            hint,
             error,
         } => match error.as_ref() {
             BuildError::Dockerfile { file, source } => {
@@ -251,7 +248,7 @@ fn diagnostic(err: &CliError) -> Option<DockerfileDiagnostic> {
                     &text,
                     location,
                     stage_text,
-                    join_help(hint.clone(), tail_help(message, tails)),
+                    tail_help(message, tails),
                 );
                 if diag.line.is_none() && origin.start_line > 0 {
                     diag.line = Some(origin.start_line as usize);
@@ -350,7 +347,6 @@ mod tests {
         let err = CliError::Build {
             dockerfile: Some(("fixtures/x/Dockerfile".into(), text.into())),
             tails: vec![("#2 [build 2/2] RUN echo hi && exit 3".into(), vec!["hello world".into()])],
-            hint: None,
             error: Box::new(step_error(
                 text,
                 2,

@@ -679,6 +679,7 @@ mod tests {
             match (s.paths.as_slice(), &self.context) {
                 (["missing"], _) | (_, None) => Err(ContextError::NotFound {
                     path: s.paths.join(","),
+                    excluded_by: None,
                 }),
                 (_, Some(d)) => Ok(d.clone()),
             }

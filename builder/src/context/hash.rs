@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use rbuild_layers::digest::{Digest, Hasher};
 
 use super::statcache::{StatCache, StatEntry};
-use super::walk::{walk, ContextFilter, EntryKind, StatInfo};
+use super::walk::{walk, ContextFilter, EntryKind, NoFilter, StatInfo};
 use super::ContextError;
 use crate::cache::ContextSelection;
 
@@ -268,6 +268,17 @@ impl HashedContext {
         &self,
         selection: &ContextSelection<'_>,
     ) -> Result<Digest, ContextError> {
+        self.digest_selection_with(selection, &NoFilter)
+    }
+
+    /// [`digest_selection`](Self::digest_selection), naming in a
+    /// [`ContextError::NotFound`] the rule of `filter` (the rules this context was walked with)
+    /// that hid a missing source.
+    pub fn digest_selection_with(
+        &self,
+        selection: &ContextSelection<'_>,
+        filter: &dyn ContextFilter,
+    ) -> Result<Digest, ContextError> {
         if selection.paths.is_empty() {
             return Ok(self.digest_all());
         }
@@ -325,6 +336,7 @@ impl HashedContext {
                     }
                     return Err(ContextError::NotFound {
                         path: raw.to_string(),
+                        excluded_by: filter.excluding_rule(&rel),
                     });
                 }
             }
@@ -361,7 +373,6 @@ fn digest_entries<'a>(entries: impl Iterator<Item = &'a ContextEntry>) -> Digest
 
 #[cfg(test)]
 mod tests {
-    use super::super::NoFilter;
     use super::*;
 
     fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -457,6 +468,77 @@ mod tests {
             .digest_selection(&sel(&["nope"]))
             .expect_err("missing source");
         assert!(matches!(err, ContextError::NotFound { .. }), "{err}");
+    }
+
+    #[test]
+    fn missing_sources_name_the_rule_that_hid_them() {
+        let dir = tree(&[
+            ("keep.txt", "k"),
+            ("secret.key", "s"),
+            (".dockerignore", "*.key\n"),
+        ]);
+        let rules = rbuild_dockerfile::ignore::IgnoreRules::load(
+            dir.path(),
+            &dir.path().join("Dockerfile"),
+        )
+        .expect("rules")
+        .expect("an ignore file");
+        let ctx = hash_context(
+            dir.path(),
+            &HashOptions {
+                filter: &rules,
+                stat_cache: None,
+            },
+        )
+        .expect("hash");
+        // (source, the rule named, without rules)
+        let cases = [
+            ("secret.key", Some("rule `*.key` (line 1 of"), false),
+            ("/./secret.key", Some("rule `*.key` (line 1 of"), false),
+            ("absent.txt", None, false),
+            ("secret.key", None, true),
+        ];
+        for (source, want, plain) in cases {
+            let sel = ContextSelection {
+                paths: vec![source],
+                exclude: &[],
+            };
+            let err = if plain {
+                ctx.digest_selection(&sel)
+            } else {
+                ctx.digest_selection_with(&sel, &rules)
+            }
+            .expect_err("missing");
+            let ContextError::NotFound { excluded_by, .. } = &err else {
+                panic!("{source}: unexpected {err:?}");
+            };
+            match want {
+                Some(rule) => {
+                    let named = excluded_by.as_deref().unwrap_or_default();
+                    assert!(named.starts_with(rule), "{source}: {named}");
+                    let msg = err.to_string();
+                    assert!(
+                        msg.starts_with(
+                            "\"/secret.key\": not found (excluded by .dockerignore rule `*.key`"
+                        ),
+                        "{msg}"
+                    );
+                    assert!(msg.ends_with("remove the rule or the COPY source"), "{msg}");
+                }
+                None => {
+                    assert_eq!(excluded_by, &None, "{source}");
+                    assert!(err.to_string().ends_with(": not found"), "{err}");
+                }
+            }
+        }
+        ctx.digest_selection_with(
+            &ContextSelection {
+                paths: vec!["keep.txt"],
+                exclude: &[],
+            },
+            &rules,
+        )
+        .expect("kept files resolve");
     }
 
     #[test]

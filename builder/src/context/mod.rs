@@ -18,6 +18,17 @@ pub use hash::{clean_rel, hash_context, ContextEntry, HashOptions, HashStats, Ha
 pub use statcache::{StatCache, StatEntry, RACY_WINDOW_NS, STAT_CACHE_DIR};
 pub use walk::{walk, ContextFilter, EntryKind, NoFilter, StatInfo, WalkEntry};
 
+/// The message of a missing source (`path` cleaned, with its leading `/`): BuildKit's
+/// `"/x": not found`, plus the `.dockerignore` rule that hid it and what to do about it.
+pub fn not_found_message(path: &str, excluded_by: Option<&str>) -> String {
+    match excluded_by {
+        Some(rule) => format!(
+            "\"{path}\": not found (excluded by .dockerignore {rule}): remove the rule or the COPY source"
+        ),
+        None => format!("\"{path}\": not found"),
+    }
+}
+
 /// Errors reading or hashing a build context.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -60,11 +71,14 @@ pub enum ContextError {
         /// The path, relative to the context.
         path: String,
     },
-    /// A selected source does not exist in the context (BuildKit: `"/x": not found`).
-    #[error("\"/{}\": not found", clean_rel(path))]
+    /// A selected source does not exist in the context (BuildKit: `"/x": not found`), or is
+    /// hidden by a `.dockerignore` rule, which is then named.
+    #[error("{}", not_found_message(&format!("/{}", clean_rel(path)), excluded_by.as_deref()))]
     NotFound {
         /// The source as written.
         path: String,
+        /// The `.dockerignore` rule that excluded it, described, if one did.
+        excluded_by: Option<String>,
     },
     /// A named build context was not provided.
     #[error("build context {name:?} was not provided")]

@@ -24,6 +24,11 @@ pub trait ContextFilter: Sync {
     fn is_excluded(&self, rel: &str) -> Result<bool, ContextError>;
     /// Could an entry below the excluded directory `rel_dir` be re-included?
     fn may_reinclude_below(&self, rel_dir: &str) -> bool;
+    /// The rule that excludes `rel`, described for a message ("rule `*.key` (line 3 of
+    /// /ctx/.dockerignore)"), or `None` when no rule does; filters without rules name none.
+    fn excluding_rule(&self, _rel: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A filter that keeps everything.
@@ -52,6 +57,14 @@ impl ContextFilter for rbuild_dockerfile::ignore::IgnoreRules {
 
     fn may_reinclude_below(&self, rel_dir: &str) -> bool {
         rbuild_dockerfile::ignore::IgnoreRules::may_reinclude_below(self, rel_dir)
+    }
+
+    fn excluding_rule(&self, rel: &str) -> Option<String> {
+        // A rule that cannot be matched excludes nothing here: the walk already failed on it.
+        rbuild_dockerfile::ignore::IgnoreRules::excluding_rule(self, rel)
+            .ok()
+            .flatten()
+            .map(ToString::to_string)
     }
 }
 

@@ -306,11 +306,10 @@ pub enum CopyError {
     Layer(#[from] LayerError),
 }
 
+/// The same words as a missing source found while keying the step
+/// ([`crate::context::ContextError::NotFound`]), so both paths read alike.
 fn not_found_message(path: &str, rule: Option<&str>) -> String {
-    match rule {
-        Some(rule) => format!("\"{path}\": not found (excluded by .dockerignore {rule})"),
-        None => format!("\"{path}\": not found"),
-    }
+    crate::context::not_found_message(path, rule)
 }
 
 pub(super) fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CopyError {

@@ -36,8 +36,8 @@ use rbuild_layers::store::{LayerInfo, LayerOptions, LayerWriter};
 use rbuild_layers::tar::entry::{Entry, EntryKind};
 
 use crate::cache::{
-    step_key, CacheIndex, CacheRecord, ContextSelection, HistoryRecord, InputDigests, LayerRecord,
-    Lookup, StepKey,
+    step_key, CacheIndex, CacheRecord, ContextSelection, HistoryRecord, InputDigests, KeyError,
+    LayerRecord, Lookup, StepKey,
 };
 use crate::context::{ContextError, HashedContext};
 use crate::events::{Event, EventSink, LogStream};
@@ -191,7 +191,12 @@ impl InputDigests for Inputs<'_, '_> {
         selection: &ContextSelection<'_>,
     ) -> Result<Digest, ContextError> {
         match self.solver.contexts.get(context) {
-            Some(c) => c.hashed.digest_selection(selection),
+            // With the rules the context was walked with, so a missing source that a
+            // `.dockerignore` rule hid names that rule.
+            Some(c) => match &c.ignore {
+                Some(rules) => c.hashed.digest_selection_with(selection, rules),
+                None => c.hashed.digest_selection(selection),
+            },
             None => Err(ContextError::UnknownContext {
                 name: context.as_str().to_string(),
             }),
@@ -251,7 +256,13 @@ impl<'a> Solver<'a> {
             solver: self,
             remotes,
         };
-        let key = step_key(id, step, &inputs).map_err(|e| StepError::new(&e))?;
+        let key = step_key(id, step, &inputs).map_err(|e| match e {
+            // A context input that cannot be read is the step's own failure (a missing COPY
+            // source): say what is missing; the scheduler adds the step's origin, which is
+            // what the user knows the step by (the step id is internal).
+            KeyError::Context { source, .. } => StepError::new(&source),
+            other => StepError::new(&other),
+        })?;
         let lineage = format!(
             "{}\u{0}{}\u{0}{}",
             self.settings.lineage_prefix, step.origin.stage.index, step.origin.start_line

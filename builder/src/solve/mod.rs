@@ -236,8 +236,15 @@ fn solve(
         cancel,
         ..ScheduleOptions::default()
     };
-    let report =
-        run(graph, &[target], &opts, events, |cx| solver.step(cx)).map_err(schedule_error)?;
+    let report = run(graph, &[target], &opts, events, |cx| solver.step(cx)).map_err(|e| {
+        // A RUN step killed because the caller cancelled fails as a step; the build was
+        // cancelled all the same.
+        if cancel.is_some_and(Cancellation::is_cancelled) {
+            BuildError::Cancelled
+        } else {
+            schedule_error(e)
+        }
+    })?;
     let result = solver.result(target).ok_or_else(|| BuildError::Request {
         field: "target",
         reason: "the target step produced no result (this is a bug)".into(),

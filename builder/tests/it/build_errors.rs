@@ -48,6 +48,74 @@ fn a_missing_copy_source_points_at_its_line() {
 }
 
 #[test]
+fn a_source_hidden_by_dockerignore_names_the_rule_and_the_step() {
+    let t = store_with_busybox();
+    let ctx = t.dir.path().join("ctx");
+    old_files(
+        &ctx,
+        &[
+            ("secret.key", "k"),
+            ("keys/a.pem", "p"),
+            ("gone/x", "x"),
+            (".dockerignore", "# secrets stay home\n*.key\nkeys\n"),
+        ],
+    );
+    let ignore_file = ctx.join(".dockerignore").display().to_string();
+    // (Dockerfile, line, path in the message, the rule named, if any)
+    let cases = [
+        (
+            "FROM scratch AS app\nCOPY secret.key /\n",
+            2,
+            "\"/secret.key\": not found",
+            Some(format!("rule `*.key` (line 2 of {ignore_file})")),
+        ),
+        (
+            "FROM scratch\nCOPY gone/x /x\nCOPY ./keys/a.pem /k\n",
+            3,
+            "\"/keys/a.pem\": not found",
+            Some(format!("rule `keys` (line 3 of {ignore_file})")),
+        ),
+        (
+            "FROM scratch\nCOPY absent.key.txt /\n",
+            2,
+            "\"/absent.key.txt\": not found",
+            None,
+        ),
+    ];
+    for (text, line, what, rule) in cases {
+        let err = rbuild::build(
+            &t.store,
+            &text_request(Some(&ctx), text),
+            &rbuild::events::NullSink,
+        )
+        .expect_err("excluded source");
+        let BuildError::Step {
+            origin, message, ..
+        } = &err
+        else {
+            panic!("unexpected error {err:?}");
+        };
+        assert_eq!(origin.start_line, line, "{text}");
+        assert!(origin.instruction.starts_with("COPY"), "{origin:?}");
+        assert!(message.contains(what), "{message}");
+        assert!(
+            !message.contains("cache key") && !message.contains("step #"),
+            "no internal step id: {message}"
+        );
+        match rule {
+            Some(rule) => {
+                assert!(message.contains(&rule), "{message}");
+                assert!(
+                    message.contains("remove the rule or the COPY source"),
+                    "says what to do: {message}"
+                );
+            }
+            None => assert!(!message.contains(".dockerignore"), "{message}"),
+        }
+    }
+}
+
+#[test]
 fn a_foreign_platform_is_refused() {
     let t = store_with_busybox();
     let mut req = text_request(None, "FROM scratch\n");

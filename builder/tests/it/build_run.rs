@@ -155,3 +155,46 @@ fn the_builtin_sandbox_runs_steps_too() {
         "/home/app/w\n"
     );
 }
+
+#[test]
+fn an_external_cancellation_stops_a_running_step() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    // Both executors: the flag, set while a RUN sleeps, kills it and the build says cancelled.
+    for runtime in [Runtime::Builtin, Runtime::Oci(PathBuf::from("runc"))] {
+        let t = store_with_busybox();
+        let mut req = text_request(None, "FROM busybox:test\nRUN sleep 31339\n");
+        req.runtime = runtime.clone();
+        let cancel = rbuild::exec::Cancellation::new();
+        let started = AtomicBool::new(false);
+        let sink = |e: rbuild::events::Event| {
+            if let rbuild::events::Event::StepStarted { name, .. } = &e {
+                if name.contains("RUN") {
+                    started.store(true, Ordering::SeqCst);
+                }
+            }
+        };
+        let took = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !started.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                // Let the command start before pulling the plug.
+                std::thread::sleep(Duration::from_millis(300));
+                cancel.cancel();
+            });
+            let t0 = Instant::now();
+            let err = rbuild::solve::build_with_cancel(&t.store, &req, &sink, Some(&cancel))
+                .expect_err("cancelled");
+            assert!(matches!(err, BuildError::Cancelled), "{runtime:?}: {err}");
+            t0.elapsed()
+        });
+        assert!(took < Duration::from_secs(30), "{runtime:?}: took {took:?}");
+        let scratch = t.store.root().join("run-v1");
+        let left: Vec<_> = fs::read_dir(&scratch)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{runtime:?}: left {left:?}");
+    }
+}

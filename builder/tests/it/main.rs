@@ -14,6 +14,8 @@ mod cache_flow;
 mod context;
 mod copy;
 mod frontend;
+mod registry;
+mod registry_support;
 mod run;
 mod sandbox;
 mod snapshot;

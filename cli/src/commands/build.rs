@@ -7,6 +7,10 @@
 //! As with `docker build`, `-f` is relative to the working directory and defaults to
 //! `CONTEXT/Dockerfile`; CONTEXT `-` (or `-f -`) reads the Dockerfile from stdin, and `-` as
 //! CONTEXT means there is no build context at all.
+//!
+//! Ctrl-C or SIGTERM cancels the build ([`crate::interrupt`]): it exits 130 with "build
+//! cancelled". A missing COPY source hidden by `.dockerignore` is explained by the library's own
+//! error, which names the rule; the CLI adds nothing of its own.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
@@ -16,8 +20,6 @@ use std::time::Instant;
 use rbuild::graph::NetworkMode;
 use rbuild::solve::{BuildOutcome, BuildRequest, DockerfileSource, NamedContext, Output, Runtime};
 use rbuild::store::Store;
-use rbuild::BuildError;
-use rbuild_dockerfile::ignore::IgnoreRules;
 use rbuild_dockerfile::lower::Platform;
 use rbuild_dockerfile::LowerOptions;
 use rbuild_layers::compress::Compression;
@@ -26,6 +28,7 @@ use serde_json::json;
 
 use crate::args::{BuildArgs, NetworkArg};
 use crate::env;
+use crate::interrupt;
 use crate::progress::{Progress, StepLabels, Style};
 use crate::report::CliError;
 use crate::spec::{OutputSpec, SecretSource, SecretSpec};
@@ -94,18 +97,19 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), CliError> {
     let progress = Progress::stderr(style, step_labels);
     let started = Instant::now();
     let snippet = Some((dockerfile.name.clone(), dockerfile.text.clone()));
-    let outcome = match rbuild::solve::build(&store, &req, &progress) {
+    let cancel = interrupt::install()?;
+    let result = rbuild::solve::build_with_cancel(&store, &req, &progress, Some(cancel.as_ref()));
+    let outcome = match result {
         Ok(outcome) => outcome,
         Err(error) => {
             progress.finish();
-            let hint = req
-                .context
-                .as_deref()
-                .and_then(|ctx| ignore_hint(ctx, &dockerfile.source, &error));
+            // A step that failed because it was killed on Ctrl-C is a cancellation too.
+            if cancel.is_cancelled() {
+                return Err(CliError::Cancelled);
+            }
             return Err(CliError::Build {
                 dockerfile: snippet,
                 tails: progress.failed_tails(),
-                hint,
                 error: Box::new(error),
             });
         }
@@ -118,7 +122,6 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), CliError> {
             return Err(CliError::Build {
                 dockerfile: None,
                 tails: Vec::new(),
-                hint: None,
                 error: Box::new(error),
             });
         }
@@ -323,74 +326,6 @@ fn step_labels(text: &str, args: &BuildArgs, build_args: &BTreeMap<String, Strin
     }
 }
 
-/// When a COPY/ADD from the context failed because a source is missing, name the
-/// .dockerignore rule that excluded it (unless the library's message already does): the file
-/// is there on disk, so "not found" alone would be puzzling.
-fn ignore_hint(
-    context: &Path,
-    dockerfile: &DockerfileSource,
-    error: &BuildError,
-) -> Option<String> {
-    let BuildError::Step {
-        origin, message, ..
-    } = error
-    else {
-        return None;
-    };
-    if message.contains(".dockerignore") {
-        return None;
-    }
-    let words: Vec<&str> = origin
-        .instruction
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let (keyword, args) = words.split_first()?;
-    if !keyword.eq_ignore_ascii_case("COPY") && !keyword.eq_ignore_ascii_case("ADD") {
-        return None;
-    }
-    if args.iter().any(|a| a.starts_with("--from")) {
-        return None;
-    }
-    let dockerfile_path = match dockerfile {
-        DockerfileSource::Path(p) => p.clone(),
-        DockerfileSource::Text { .. } => context.join("Dockerfile"),
-    };
-    let rules = IgnoreRules::load(context, &dockerfile_path).ok()??;
-    // Candidates: the instruction's sources (all words but flags and the destination) and the
-    // paths the message quotes.
-    let sources = args
-        .iter()
-        .filter(|a| !a.starts_with("--"))
-        .take(
-            args.iter()
-                .filter(|a| !a.starts_with("--"))
-                .count()
-                .saturating_sub(1),
-        )
-        .map(|s| s.to_string());
-    let quoted = message.split('"').skip(1).step_by(2).map(str::to_string);
-    let mut seen = Vec::new();
-    for candidate in sources.chain(quoted) {
-        let rel = candidate
-            .trim_start_matches("./")
-            .trim_start_matches('/')
-            .to_string();
-        if rel.is_empty() || seen.contains(&rel) || !context.join(&rel).exists() {
-            continue;
-        }
-        if let Ok(Some(rule)) = rules.excluding_rule(&rel) {
-            return Some(format!(
-                "{rel} exists in the build context but is excluded by {rule}"
-            ));
-        }
-        seen.push(rel);
-    }
-    None
-}
-
 /// Read every `--secret` (bytes only; never printed).
 fn read_secrets(specs: &[SecretSpec]) -> Result<BTreeMap<String, Vec<u8>>, CliError> {
     let mut out = BTreeMap::new();
@@ -490,54 +425,6 @@ mod tests {
         let n = |s: &str| s.parse::<ImageName>().expect("valid");
         let got = output_names(&[n("a:1"), n("b")], &[n("b:latest"), n("c")]);
         assert_eq!(got, vec![n("a:1"), n("b"), n("c")]);
-    }
-
-    fn copy_failure(instruction: &str, message: &str) -> BuildError {
-        BuildError::Step {
-            origin: rbuild::graph::Origin {
-                file: "Dockerfile".into(),
-                start_line: 2,
-                end_line: 2,
-                instruction: instruction.into(),
-                ..Default::default()
-            },
-            message: message.into(),
-            exit_code: None,
-        }
-    }
-
-    #[test]
-    fn missing_sources_name_the_dockerignore_rule() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ctx = dir.path();
-        std::fs::write(ctx.join(".dockerignore"), "# keys stay home\n*.key\n").expect("write");
-        std::fs::write(ctx.join("a.key"), "k").expect("write");
-        std::fs::write(ctx.join("b.txt"), "b").expect("write");
-        let df = DockerfileSource::Path(ctx.join("Dockerfile"));
-        let cases = [
-            ("COPY a.key /", "\"/a.key\": not found", true),
-            ("COPY --chmod=600 ./a.key b.txt /dst/", "not found", true),
-            (
-                "ADD x \"/a.key\"",
-                "copy failed: \"/a.key\": not found",
-                true,
-            ),
-            ("COPY b.txt /", "\"/b.txt\": not found", false),
-            ("COPY --from=build a.key /", "not found", false),
-            ("RUN cat a.key", "\"/a.key\": not found", false),
-            ("COPY a.key /", "excluded by .dockerignore rule", false),
-            ("COPY gone.key /", "\"/gone.key\": not found", false),
-        ];
-        for (instruction, message, want) in cases {
-            let hint = ignore_hint(ctx, &df, &copy_failure(instruction, message));
-            assert_eq!(hint.is_some(), want, "{instruction}: {hint:?}");
-            if let Some(h) = hint {
-                assert!(
-                    h.contains("a.key") && h.contains("*.key") && h.contains("line 2"),
-                    "{h}"
-                );
-            }
-        }
     }
 
     #[test]

@@ -32,7 +32,6 @@ pub fn run(store: &Store, args: &ExportArgs) -> Result<(), CliError> {
             CliError::Build {
                 dockerfile: None,
                 tails: Vec::new(),
-                hint: None,
                 error: Box::new(error),
             }
         })?;

@@ -1,0 +1,811 @@
+//! Pulling: resolve a reference to a manifest (OCI or Docker schema2, image or index), pick the
+//! platform from an index as containerd's platform matcher does (os + architecture, variant when
+//! asked for), and fetch the config and layers into the blob store. Each blob is written through
+//! a [`BlobWriter`](rbuild_layers::store::BlobWriter) and published only by `complete_verified`
+//! (digest and size), so a failed or cut download leaves nothing under a digest name; a retry
+//! starts the blob again from byte zero. Manifests (and the index) are stored too, so a
+//! digest-pinned reference whose blobs are all present resolves without any request, as
+//! BuildKit does for `FROM name@sha256:…`.
+
+use std::io::{Read, Write};
+
+use rbuild_layers::digest::Digest;
+use rbuild_layers::image::{
+    read_image, ImageError, StoredImage, DOCKER_MEDIA_TYPE_MANIFEST,
+    DOCKER_MEDIA_TYPE_MANIFEST_LIST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
+};
+use rbuild_layers::oci_layout::PlatformSpec;
+use rbuild_layers::store::{BlobStore, StoreError};
+
+use super::auth::repository_scope;
+use super::client::{expect_status, header, Call, RegistryClient, Repo, Response};
+use super::error::{RegistryError, RegistryErrors, Result};
+use super::reference::Reference;
+use super::retry::retry;
+use super::{report, Progress, ProgressFn};
+
+/// Largest manifest we accept (containerd's limit).
+const MAX_MANIFEST: u64 = 4 << 20;
+
+/// The `Accept` header of manifest requests: every manifest type we can use.
+pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// A blob as a manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobDescriptor {
+    /// Its media type.
+    pub media_type: String,
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A manifest as fetched: digest, media type, exact bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedManifest {
+    /// Digest of the bytes.
+    pub digest: Digest,
+    /// The media type (from the document, else the `Content-Type`).
+    pub media_type: String,
+    /// The bytes exactly as served.
+    pub bytes: Vec<u8>,
+}
+
+/// What to pull and how to report it.
+#[derive(Default, Clone, Copy)]
+pub struct PullOptions<'a> {
+    /// The platform to pick from an index (`None`: the host's, see [`host_platform`]).
+    pub platform: Option<&'a PlatformSpec>,
+    /// Progress callback.
+    pub progress: Option<ProgressFn<'a>>,
+}
+
+/// A pulled image: everything is in the store when this is returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    /// The reference pulled.
+    pub reference: Reference,
+    /// The index the reference named, when it named one.
+    pub index_digest: Option<Digest>,
+    /// The platform image's manifest digest (the image ID users see with `--platform`).
+    pub manifest_digest: Digest,
+    /// Its media type (OCI or Docker schema2).
+    pub manifest_media_type: String,
+    /// The manifest bytes.
+    pub manifest_bytes: Vec<u8>,
+    /// The config blob.
+    pub config: BlobDescriptor,
+    /// The config bytes.
+    pub config_bytes: Vec<u8>,
+    /// The layers, base first.
+    pub layers: Vec<BlobDescriptor>,
+    /// The blobs actually downloaded by this pull (the rest were already in the store).
+    pub downloaded: Vec<Digest>,
+    /// False when the pull was answered from the store alone.
+    pub used_network: bool,
+}
+
+impl PulledImage {
+    /// The image as the local store reads it (manifest, parsed config, layers).
+    pub fn stored(&self, store: &BlobStore) -> std::result::Result<StoredImage, ImageError> {
+        read_image(store, &self.manifest_digest)
+    }
+}
+
+/// The host platform in OCI spelling, variant left open.
+pub fn host_platform() -> PlatformSpec {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    PlatformSpec {
+        os: "linux".to_string(),
+        architecture: architecture.to_string(),
+        variant: None,
+    }
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RawDescriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(default)]
+    pub platform: Option<RawPlatform>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub(crate) struct RawPlatform {
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawManifest {
+    #[serde(default)]
+    schema_version: Option<u32>,
+    #[serde(default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    config: Option<RawDescriptor>,
+    #[serde(default)]
+    layers: Option<Vec<RawDescriptor>>,
+    #[serde(default)]
+    manifests: Option<Vec<RawDescriptor>>,
+}
+
+/// A parsed manifest document.
+#[derive(Debug, Clone)]
+pub(crate) enum Manifest {
+    /// An OCI index or Docker manifest list.
+    Index(Vec<RawDescriptor>),
+    /// An image manifest.
+    Image {
+        config: BlobDescriptor,
+        layers: Vec<BlobDescriptor>,
+    },
+}
+
+impl Manifest {
+    /// Parse manifest `bytes` (`digest` and `repo` for messages); returns it and its media type.
+    pub(crate) fn parse(
+        bytes: &[u8],
+        content_type: Option<&str>,
+        registry: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Result<(Manifest, String)> {
+        let bad = |reason: String| RegistryError::BadManifest {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            digest: digest.to_string(),
+            reason,
+        };
+        let raw: RawManifest =
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("not json: {e}")))?;
+        if raw.schema_version != Some(2) {
+            return Err(bad(format!(
+                "schema version {:?} is not supported (only 2)",
+                raw.schema_version
+            )));
+        }
+        let media_type = raw
+            .media_type
+            .clone()
+            .or_else(|| content_type.map(|c| c.split(';').next().unwrap_or(c).trim().to_string()))
+            .unwrap_or_default();
+        let descriptor = |d: RawDescriptor| -> Result<BlobDescriptor> {
+            Ok(BlobDescriptor {
+                digest: d
+                    .digest
+                    .parse()
+                    .map_err(|e| bad(format!("descriptor digest `{}`: {e}", d.digest)))?,
+                media_type: d.media_type,
+                size: d.size,
+            })
+        };
+        match (raw.manifests, raw.config) {
+            (Some(list), None) => {
+                let media_type = if media_type.is_empty() {
+                    MEDIA_TYPE_INDEX.to_string()
+                } else {
+                    media_type
+                };
+                if media_type != MEDIA_TYPE_INDEX && media_type != DOCKER_MEDIA_TYPE_MANIFEST_LIST {
+                    return Err(bad(format!("unsupported index media type {media_type}")));
+                }
+                Ok((Manifest::Index(list), media_type))
+            }
+            (None, Some(config)) => {
+                let media_type = if media_type.is_empty() {
+                    MEDIA_TYPE_MANIFEST.to_string()
+                } else {
+                    media_type
+                };
+                if media_type != MEDIA_TYPE_MANIFEST && media_type != DOCKER_MEDIA_TYPE_MANIFEST {
+                    return Err(bad(format!("unsupported manifest media type {media_type}")));
+                }
+                let layers = raw
+                    .layers
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(descriptor)
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((
+                    Manifest::Image {
+                        config: descriptor(config)?,
+                        layers,
+                    },
+                    media_type,
+                ))
+            }
+            _ => Err(bad("neither an image manifest nor an index".to_string())),
+        }
+    }
+}
+
+fn platform_matches(want: &PlatformSpec, p: &RawPlatform) -> bool {
+    p.os == want.os
+        && p.architecture == want.architecture
+        && want
+            .variant
+            .as_ref()
+            .is_none_or(|v| p.variant.as_deref() == Some(v.as_str()))
+}
+
+fn platform_string(p: &PlatformSpec) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+/// Pick the index entry for `want`; the first match wins, as in containerd.
+pub(crate) fn select_platform<'d>(
+    entries: &'d [RawDescriptor],
+    want: &PlatformSpec,
+    reference: &Reference,
+) -> Result<&'d RawDescriptor> {
+    entries
+        .iter()
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| platform_matches(want, p))
+        })
+        .ok_or_else(|| RegistryError::NoMatchingPlatform {
+            reference: reference.to_string(),
+            platform: platform_string(want),
+            available: entries
+                .iter()
+                .filter_map(|d| d.platform.as_ref())
+                .map(|p| match &p.variant {
+                    Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                    None => format!("{}/{}", p.os, p.architecture),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+impl RegistryClient {
+    /// Fetch the manifest `reference` names (an index stays an index): the digest to key a
+    /// `FROM` by. A pinned reference is verified against its digest.
+    pub fn resolve(&self, reference: &Reference) -> Result<ResolvedManifest> {
+        let repo = repo_of(reference);
+        let name = reference.manifest_reference();
+        retry(
+            &self.options().retry,
+            &format!("manifest {reference}"),
+            None,
+            || self.fetch_manifest(repo, &name, reference.digest()),
+        )
+    }
+
+    /// Pull `reference` into `store` (see the module docs) and return what was pulled.
+    pub fn pull(
+        &self,
+        reference: &Reference,
+        store: &BlobStore,
+        options: &PullOptions<'_>,
+    ) -> Result<PulledImage> {
+        let host = host_platform();
+        let platform = options.platform.unwrap_or(&host);
+        if let Some(digest) = reference.digest() {
+            if let Some(local) = self.pull_local(reference, digest, store, platform)? {
+                return Ok(local);
+            }
+        }
+        let repo = repo_of(reference);
+        let progress = options.progress;
+        let top = self.resolve(reference)?;
+        report(
+            progress,
+            Progress::Resolved {
+                reference: reference.to_string(),
+                digest: top.digest.clone(),
+            },
+        );
+        store_bytes(store, &top.bytes, &top.digest)?;
+        let (parsed, media_type) = Manifest::parse(
+            &top.bytes,
+            Some(&top.media_type),
+            repo.host,
+            repo.repository,
+            &top.digest.to_string(),
+        )?;
+        let (index_digest, manifest) = match parsed {
+            Manifest::Image { .. } => (None, (top.clone(), parsed, media_type)),
+            Manifest::Index(entries) => {
+                let chosen = select_platform(&entries, platform, reference)?;
+                let digest: Digest =
+                    chosen
+                        .digest
+                        .parse()
+                        .map_err(|e| RegistryError::BadManifest {
+                            registry: repo.host.to_string(),
+                            repository: repo.repository.to_string(),
+                            digest: top.digest.to_string(),
+                            reason: format!("entry digest `{}`: {e}", chosen.digest),
+                        })?;
+                let child = if store.has(&digest) {
+                    ResolvedManifest {
+                        bytes: store.read(&digest)?,
+                        media_type: chosen.media_type.clone(),
+                        digest: digest.clone(),
+                    }
+                } else {
+                    let child = retry(
+                        &self.options().retry,
+                        &format!("manifest {digest}"),
+                        progress,
+                        || self.fetch_manifest(repo, &digest.to_string(), Some(&digest)),
+                    )?;
+                    store_bytes(store, &child.bytes, &child.digest)?;
+                    child
+                };
+                let (parsed, media_type) = Manifest::parse(
+                    &child.bytes,
+                    Some(&child.media_type),
+                    repo.host,
+                    repo.repository,
+                    &digest.to_string(),
+                )?;
+                if matches!(parsed, Manifest::Index(_)) {
+                    return Err(RegistryError::BadManifest {
+                        registry: repo.host.to_string(),
+                        repository: repo.repository.to_string(),
+                        digest: digest.to_string(),
+                        reason: "an index inside an index is not supported".to_string(),
+                    });
+                }
+                (Some(top.digest.clone()), (child, parsed, media_type))
+            }
+        };
+        let (resolved, parsed, media_type) = manifest;
+        let Manifest::Image { config, layers } = parsed else {
+            return Err(RegistryError::BadManifest {
+                registry: repo.host.to_string(),
+                repository: repo.repository.to_string(),
+                digest: resolved.digest.to_string(),
+                reason: "not an image manifest".to_string(),
+            });
+        };
+        let mut wanted: Vec<BlobDescriptor> = Vec::new();
+        for blob in std::iter::once(&config).chain(layers.iter()) {
+            if store.has(&blob.digest) {
+                report(
+                    progress,
+                    Progress::BlobSkipped {
+                        digest: blob.digest.clone(),
+                    },
+                );
+            } else if !wanted.iter().any(|w| w.digest == blob.digest) {
+                wanted.push(blob.clone());
+            }
+        }
+        self.fetch_blobs(repo, &wanted, store, progress)?;
+        Ok(PulledImage {
+            reference: reference.clone(),
+            index_digest,
+            manifest_digest: resolved.digest,
+            manifest_media_type: media_type,
+            manifest_bytes: resolved.bytes,
+            config_bytes: store.read(&config.digest)?,
+            config,
+            layers,
+            downloaded: wanted.into_iter().map(|b| b.digest).collect(),
+            used_network: true,
+        })
+    }
+
+    /// Answer a pinned pull from the store alone, when the manifest (after platform selection)
+    /// and every blob it lists are present; `None` sends the caller to the network.
+    fn pull_local(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        store: &BlobStore,
+        platform: &PlatformSpec,
+    ) -> Result<Option<PulledImage>> {
+        if !store.has(digest) {
+            return Ok(None);
+        }
+        let repo = repo_of(reference);
+        let bytes = store.read(digest)?;
+        let (parsed, media_type) = Manifest::parse(
+            &bytes,
+            None,
+            repo.host,
+            repo.repository,
+            &digest.to_string(),
+        )?;
+        let (index_digest, manifest_digest, bytes, parsed, media_type) = match parsed {
+            Manifest::Image { .. } => (None, digest.clone(), bytes, parsed, media_type),
+            Manifest::Index(entries) => {
+                let chosen = select_platform(&entries, platform, reference)?;
+                let Ok(child) = chosen.digest.parse::<Digest>() else {
+                    return Ok(None);
+                };
+                if !store.has(&child) {
+                    return Ok(None);
+                }
+                let bytes = store.read(&child)?;
+                let (parsed, media_type) =
+                    Manifest::parse(&bytes, None, repo.host, repo.repository, &child.to_string())?;
+                (Some(digest.clone()), child, bytes, parsed, media_type)
+            }
+        };
+        let Manifest::Image { config, layers } = parsed else {
+            return Ok(None);
+        };
+        if !std::iter::once(&config)
+            .chain(&layers)
+            .all(|b| store.has(&b.digest))
+        {
+            return Ok(None);
+        }
+        Ok(Some(PulledImage {
+            reference: reference.clone(),
+            index_digest,
+            manifest_digest,
+            manifest_media_type: media_type,
+            manifest_bytes: bytes,
+            config_bytes: store.read(&config.digest)?,
+            config,
+            layers,
+            downloaded: Vec::new(),
+            used_network: false,
+        }))
+    }
+
+    /// GET `/v2/<repo>/manifests/<name>`; verify against `expected` (and the registry's
+    /// `Docker-Content-Digest`) when given.
+    pub(crate) fn fetch_manifest(
+        &self,
+        repo: Repo<'_>,
+        name: &str,
+        expected: Option<&Digest>,
+    ) -> Result<ResolvedManifest> {
+        let url = format!(
+            "{}/v2/{}/manifests/{name}",
+            self.base_url(repo.host),
+            repo.repository
+        );
+        let call = Call::new(
+            "GET",
+            url.clone(),
+            repository_scope(repo.repository, &["pull"]),
+        )
+        .header("Accept", MANIFEST_ACCEPT);
+        let mut resp = self.send(repo, &call)?;
+        not_found(repo, &mut resp, "manifest", name)?;
+        expect_status(repo, "GET", &url, &mut resp, &[200])?;
+        let content_type = header(&resp, "content-type").map(str::to_string);
+        let served_digest = header(&resp, "docker-content-digest").map(str::to_string);
+        let bytes = read_limited(repo, &mut resp, "manifest", name, MAX_MANIFEST)?;
+        let digest = Digest::of(&bytes);
+        let want = match expected {
+            Some(d) => Some(d.clone()),
+            None => served_digest.and_then(|d| d.parse::<Digest>().ok()),
+        };
+        if let Some(want) = want {
+            if want != digest {
+                return Err(RegistryError::DigestMismatch {
+                    registry: repo.host.to_string(),
+                    repository: repo.repository.to_string(),
+                    what: "manifest",
+                    expected: want,
+                    found: digest,
+                });
+            }
+        }
+        let media_type = serde_json::from_slice::<RawManifest>(&bytes)
+            .ok()
+            .and_then(|m| m.media_type)
+            .or_else(|| content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_string()))
+            .unwrap_or_default();
+        Ok(ResolvedManifest {
+            digest,
+            media_type,
+            bytes,
+        })
+    }
+
+    /// Download `blobs` concurrently (bounded by `max_concurrent_transfers`); the first error
+    /// stops the others from starting new blobs.
+    fn fetch_blobs(
+        &self,
+        repo: Repo<'_>,
+        blobs: &[BlobDescriptor],
+        store: &BlobStore,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<()> {
+        let workers = self.options().max_concurrent_transfers;
+        super::for_each_bounded(workers, blobs, |blob| {
+            self.fetch_blob(repo, blob, store, progress)
+        })
+    }
+
+    /// Download one blob into the store, verified, retried from scratch on transient failures.
+    pub(crate) fn fetch_blob(
+        &self,
+        repo: Repo<'_>,
+        blob: &BlobDescriptor,
+        store: &BlobStore,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<()> {
+        report(
+            progress,
+            Progress::BlobStart {
+                digest: blob.digest.clone(),
+                size: blob.size,
+            },
+        );
+        retry(
+            &self.options().retry,
+            &format!("blob {}", blob.digest),
+            progress,
+            || self.fetch_blob_once(repo, blob, store, progress),
+        )?;
+        report(
+            progress,
+            Progress::BlobDone {
+                digest: blob.digest.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    fn fetch_blob_once(
+        &self,
+        repo: Repo<'_>,
+        blob: &BlobDescriptor,
+        store: &BlobStore,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<()> {
+        let url = format!(
+            "{}/v2/{}/blobs/{}",
+            self.base_url(repo.host),
+            repo.repository,
+            blob.digest
+        );
+        let call = Call::new(
+            "GET",
+            url.clone(),
+            repository_scope(repo.repository, &["pull"]),
+        );
+        let mut resp = self.send(repo, &call)?;
+        not_found(repo, &mut resp, "blob", &blob.digest.to_string())?;
+        expect_status(repo, "GET", &url, &mut resp, &[200])?;
+        let body_error = |source: std::io::Error| RegistryError::Body {
+            registry: repo.host.to_string(),
+            repository: repo.repository.to_string(),
+            what: "blob",
+            digest: blob.digest.to_string(),
+            source,
+        };
+        // The writer's temp file is removed when it is dropped on any error path below.
+        let mut writer = store.writer()?;
+        let mut reader = resp.body_mut().as_reader();
+        let mut buf = vec![0u8; 256 << 10];
+        let mut done: u64 = 0;
+        let mut reported: u64 = 0;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(body_error(e)),
+            };
+            done += n as u64;
+            if done > blob.size {
+                return Err(RegistryError::Store(StoreError::SizeMismatch {
+                    digest: blob.digest.clone(),
+                    expected: blob.size,
+                    found: done,
+                }));
+            }
+            writer.write_all(&buf[..n]).map_err(|source| {
+                RegistryError::Store(StoreError::Io {
+                    op: "write blob",
+                    path: store.blobs_dir().to_path_buf(),
+                    source,
+                })
+            })?;
+            if done - reported >= 1 << 20 || done == blob.size {
+                reported = done;
+                report(
+                    progress,
+                    Progress::BlobBytes {
+                        digest: blob.digest.clone(),
+                        done,
+                        total: blob.size,
+                    },
+                );
+            }
+        }
+        writer
+            .complete_verified(&blob.digest, blob.size)
+            .map_err(|e| match e {
+                StoreError::DigestMismatch {
+                    expected, found, ..
+                } => RegistryError::DigestMismatch {
+                    registry: repo.host.to_string(),
+                    repository: repo.repository.to_string(),
+                    what: "blob",
+                    expected,
+                    found,
+                },
+                other => RegistryError::Store(other),
+            })?;
+        Ok(())
+    }
+}
+
+pub(crate) fn repo_of(reference: &Reference) -> Repo<'_> {
+    Repo {
+        host: reference.registry_host(),
+        repository: reference.repository(),
+    }
+}
+
+/// A 404 as [`RegistryError::NotFound`].
+fn not_found(repo: Repo<'_>, resp: &mut Response, what: &'static str, name: &str) -> Result<()> {
+    if resp.status().as_u16() != 404 {
+        return Ok(());
+    }
+    Err(RegistryError::NotFound {
+        registry: super::client::display_host(repo.host).to_string(),
+        repository: repo.repository.to_string(),
+        what,
+        reference: name.to_string(),
+        errors: RegistryErrors::parse(&super::client::read_small(resp)),
+    })
+}
+
+fn read_limited(
+    repo: Repo<'_>,
+    resp: &mut Response,
+    what: &'static str,
+    name: &str,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    resp.body_mut()
+        .as_reader()
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|source| RegistryError::Body {
+            registry: repo.host.to_string(),
+            repository: repo.repository.to_string(),
+            what,
+            digest: name.to_string(),
+            source,
+        })?;
+    if out.len() as u64 > limit {
+        return Err(RegistryError::BadManifest {
+            registry: repo.host.to_string(),
+            repository: repo.repository.to_string(),
+            digest: name.to_string(),
+            reason: format!("larger than {limit} bytes"),
+        });
+    }
+    Ok(out)
+}
+
+/// Put verified bytes (a manifest) into the store under `digest`.
+fn store_bytes(store: &BlobStore, bytes: &[u8], digest: &Digest) -> Result<()> {
+    if store.has(digest) {
+        return Ok(());
+    }
+    let mut w = store.writer()?;
+    w.write_all(bytes).map_err(|source| {
+        RegistryError::Store(StoreError::Io {
+            op: "write manifest",
+            path: store.blobs_dir().to_path_buf(),
+            source,
+        })
+    })?;
+    w.complete_verified(digest, bytes.len() as u64)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn index() -> String {
+        format!(
+            r#"{{"schemaVersion":2,"mediaType":"{MEDIA_TYPE_INDEX}","manifests":[
+            {{"mediaType":"{MEDIA_TYPE_MANIFEST}","digest":"{A}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}},
+            {{"mediaType":"{MEDIA_TYPE_MANIFEST}","digest":"{B}","size":2,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}}]}}"#
+        )
+    }
+
+    #[test]
+    fn parses_manifest_kinds() {
+        let image = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{DOCKER_MEDIA_TYPE_MANIFEST}","config":{{"mediaType":"x","digest":"{A}","size":3}},"layers":[{{"mediaType":"l","digest":"{B}","size":4}}]}}"#
+        );
+        let cases: Vec<(String, Option<&str>, Result<&str, &str>)> = vec![
+            (index(), None, Ok(MEDIA_TYPE_INDEX)),
+            (image.clone(), None, Ok(DOCKER_MEDIA_TYPE_MANIFEST)),
+            (
+                format!(
+                    r#"{{"schemaVersion":2,"config":{{"digest":"{A}","size":1}},"layers":[]}}"#
+                ),
+                Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"),
+                Ok(MEDIA_TYPE_MANIFEST),
+            ),
+            (
+                r#"{"schemaVersion":1,"fsLayers":[]}"#.to_string(),
+                None,
+                Err("schema version"),
+            ),
+            (r#"{"schemaVersion":2}"#.to_string(), None, Err("neither")),
+            (
+                format!(
+                    r#"{{"schemaVersion":2,"mediaType":"text/plain","config":{{"digest":"{A}","size":1}}}}"#
+                ),
+                None,
+                Err("unsupported manifest media type"),
+            ),
+            ("nope".to_string(), None, Err("not json")),
+        ];
+        for (text, ct, want) in cases {
+            let got = Manifest::parse(text.as_bytes(), ct, "h", "r", "d");
+            match (got, want) {
+                (Ok((_, mt)), Ok(w)) => assert_eq!(mt, w, "{text}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{text}: {e}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn selects_platform() {
+        let (Manifest::Index(entries), _) =
+            Manifest::parse(index().as_bytes(), None, "h", "r", "d").expect("index")
+        else {
+            panic!("not an index");
+        };
+        let r: Reference = "h:1/r:t".parse().expect("ref");
+        let p = |arch: &str, variant: Option<&str>| PlatformSpec {
+            os: "linux".into(),
+            architecture: arch.into(),
+            variant: variant.map(Into::into),
+        };
+        let cases = [
+            (p("amd64", None), Some(A)),
+            (p("arm64", None), Some(B)),
+            (p("arm64", Some("v8")), Some(B)),
+            (p("arm64", Some("v7")), None),
+            (p("s390x", None), None),
+        ];
+        for (want, digest) in cases {
+            let got = select_platform(&entries, &want, &r).map(|d| d.digest.as_str());
+            match digest {
+                Some(d) => assert_eq!(got.expect("match"), d),
+                None => {
+                    let e = got.expect_err("no match").to_string();
+                    assert!(e.contains("linux/amd64, linux/arm64/v8"), "{e}");
+                }
+            }
+        }
+    }
+}

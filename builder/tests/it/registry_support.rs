@@ -1,0 +1,628 @@
+//! A real registry for tests: Debian's `docker-registry` (distribution v2) started on a free
+//! 127.0.0.1 port with a temporary config, plain, with htpasswd basic auth, or with token auth
+//! whose token endpoint this module serves itself (JWTs signed ES256 by a test key whose
+//! self-signed certificate is the registry's `rootcertbundle`, passed in the `x5c` header, as
+//! distribution's `registry/auth/token` verifies them). Plus a TCP proxy that cuts responses
+//! mid-body, to test retries. Everything is killed on drop.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use rbuild::registry::{
+    Credentials, CredentialsSource, RegistryClient, RegistryOptions, RetryPolicy,
+};
+use rbuild_layers::digest::Digest;
+use rbuild_layers::image::{write_manifest, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use rbuild_layers::oci_layout::OciLayout;
+use rbuild_layers::store::BlobStore;
+use rbuild_test_support::{busybox_layout, host_architecture};
+
+/// The registry binary.
+pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+/// The user the auth tests log in as.
+pub const USER: &str = "tester";
+/// Their password.
+pub const PASSWORD: &str = "s3cret";
+
+/// How the registry authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Anonymous.
+    Plain,
+    /// htpasswd (HTTP basic).
+    Basic,
+    /// Bearer tokens from our token server.
+    Token,
+}
+
+/// A running registry.
+pub struct Registry {
+    child: Option<Child>,
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    /// The socket address.
+    pub addr: SocketAddr,
+    dir: tempfile::TempDir,
+    _token: Option<TokenServer>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free port")
+        .port()
+}
+
+impl Registry {
+    /// Start a registry with `mode`; waits until it accepts connections.
+    pub fn start(mode: AuthMode) -> Registry {
+        assert!(
+            Path::new(REGISTRY_BIN).exists(),
+            "{REGISTRY_BIN} is missing: install Debian's docker-registry"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let mut auth = String::new();
+        let mut token = None;
+        match mode {
+            AuthMode::Plain => {}
+            AuthMode::Basic => {
+                let hash = bcrypt::hash_with_result(PASSWORD, 4)
+                    .expect("bcrypt")
+                    .format_for_version(bcrypt::Version::TwoY);
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{USER}:{hash}\n")).expect("write htpasswd");
+                auth = format!(
+                    "auth:\n  htpasswd:\n    realm: rbuild-test\n    path: {}\n",
+                    htpasswd.display()
+                );
+            }
+            AuthMode::Token => {
+                let server = TokenServer::start(dir.path());
+                auth = format!(
+                    "auth:\n  token:\n    realm: http://{}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                    server.addr,
+                    server.cert.display()
+                );
+                token = Some(server);
+            }
+        }
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: rbuild-test-secret\n{auth}",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).expect("write registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+        let child = Command::new(REGISTRY_BIN)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        let addr: SocketAddr = host.parse().expect("socket address");
+        let mut registry = Registry {
+            child: Some(child),
+            host,
+            addr,
+            dir,
+            _token: token,
+        };
+        registry.wait_ready();
+        registry
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if TcpStream::connect(self.addr).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("docker-registry exited with {status}: {}", self.log());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("docker-registry did not start: {}", self.log());
+    }
+
+    /// The registry's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Kill the registry now (the port then refuses connections).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+const SERVICE: &str = "rbuild-test-registry";
+const ISSUER: &str = "rbuild-test-issuer";
+
+/// The token endpoint: grants every requested action to `USER`/`PASSWORD`, nothing to others.
+struct TokenServer {
+    addr: SocketAddr,
+    cert: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+struct Signer {
+    key: ring::signature::EcdsaKeyPair,
+    x5c: String,
+}
+
+impl TokenServer {
+    fn start(dir: &Path) -> TokenServer {
+        let certified = rcgen::generate_simple_self_signed(vec!["rbuild-token-signer".to_string()])
+            .expect("generate test certificate");
+        let cert = dir.join("token-cert.pem");
+        std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &certified.signing_key.serialize_der(),
+            &rng,
+        )
+        .expect("load test key");
+        let signer = Signer {
+            key,
+            x5c: base64::engine::general_purpose::STANDARD.encode(certified.cert.der()),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
+        let addr = listener.local_addr().expect("token addr");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    serve_token(conn, &signer);
+                }
+            }
+        });
+        TokenServer {
+            addr,
+            cert,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read_head(conn: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+        if head.len() > 64 << 10 {
+            return None;
+        }
+    }
+    String::from_utf8(head).ok()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn serve_token(mut conn: TcpStream, signer: &Signer) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let Some(head) = read_head(&mut conn) else {
+        return;
+    };
+    let target = head.split_whitespace().nth(1).unwrap_or("");
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut scopes = Vec::new();
+    for pair in query.split('&') {
+        if let Some(("scope", v)) = pair.split_once('=') {
+            scopes.push(percent_decode(v));
+        }
+    }
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    let auth = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("authorization")
+            .then(|| v.trim().to_string())
+    });
+    let (status, body) = match auth {
+        Some(a) if a == expected => {
+            let token = sign_token(signer, &scopes);
+            (
+                "200 OK",
+                format!(r#"{{"token":"{token}","expires_in":600}}"#),
+            )
+        }
+        Some(_) => (
+            "401 Unauthorized",
+            r#"{"details":"wrong credentials"}"#.to_string(),
+        ),
+        // Anonymous: a valid token with no access, as Docker Hub gives for private repos.
+        None => (
+            "200 OK",
+            format!(r#"{{"access_token":"{}"}}"#, sign_token(signer, &[])),
+        ),
+    };
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn sign_token(signer: &Signer, scopes: &[String]) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let access: Vec<serde_json::Value> = scopes
+        .iter()
+        .flat_map(|s| s.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|s| {
+            let mut parts = s.splitn(3, ':');
+            let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(serde_json::json!({
+                "type": kind,
+                "name": name,
+                "actions": actions.split(',').collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [signer.x5c]});
+    let claims = serde_json::json!({
+        "iss": ISSUER,
+        "sub": USER,
+        "aud": SERVICE,
+        "exp": now + 600,
+        "nbf": now - 10,
+        "iat": now - 10,
+        "jti": format!("rbuild-{now}-{}", access.len()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let signature = signer
+        .key
+        .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+        .expect("sign token");
+    format!("{signing_input}.{}", b64url(signature.as_ref()))
+}
+
+/// A TCP forwarder that injects faults: it cuts server→client traffic of a connection once it
+/// passed `after` bytes (`drops` times; `usize::MAX`: always), and answers the first `unavailable`
+/// blob GETs itself with `503 Service Unavailable`.
+pub struct FlakyProxy {
+    /// `127.0.0.1:PORT`.
+    pub host: String,
+    addr: SocketAddr,
+    /// What happened so far.
+    pub faults: Arc<Faults>,
+    stop: Arc<AtomicBool>,
+}
+
+/// Fault budgets and counters of a [`FlakyProxy`].
+pub struct Faults {
+    drops: AtomicUsize,
+    after: usize,
+    unavailable: AtomicUsize,
+    /// Connections cut mid-response.
+    pub cut: AtomicUsize,
+    /// 503 answers given.
+    pub answered_503: AtomicUsize,
+}
+
+fn take(budget: &AtomicUsize) -> bool {
+    budget
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| r.checked_sub(1))
+        .is_ok()
+}
+
+impl FlakyProxy {
+    /// Forward to `target`, cutting responses after `after` bytes `drops` times.
+    pub fn start(target: SocketAddr, drops: usize, after: usize) -> FlakyProxy {
+        Self::with_faults(target, drops, after, 0)
+    }
+
+    /// Forward to `target`, answering the first `times` blob GETs with a 503.
+    pub fn unavailable(target: SocketAddr, times: usize) -> FlakyProxy {
+        Self::with_faults(target, 0, usize::MAX, times)
+    }
+
+    fn with_faults(
+        target: SocketAddr,
+        drops: usize,
+        after: usize,
+        unavailable: usize,
+    ) -> FlakyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let faults = Arc::new(Faults {
+            drops: AtomicUsize::new(drops),
+            after,
+            unavailable: AtomicUsize::new(unavailable),
+            cut: AtomicUsize::new(0),
+            answered_503: AtomicUsize::new(0),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let (faults2, stop2) = (faults.clone(), stop.clone());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let faults = faults2.clone();
+                thread::spawn(move || forward(client, server, faults));
+            }
+        });
+        FlakyProxy {
+            host: addr.to_string(),
+            addr,
+            faults,
+            stop,
+        }
+    }
+}
+
+impl Drop for FlakyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn forward(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
+    let (Ok(mut c_read), Ok(mut c_answer), Ok(mut s_write)) =
+        (client.try_clone(), client.try_clone(), server.try_clone())
+    else {
+        return;
+    };
+    let up_faults = faults.clone();
+    let upstream = thread::spawn(move || {
+        let mut buf = [0u8; 16 << 10];
+        loop {
+            let n = match c_read.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = &buf[..n];
+            let is_blob_get =
+                chunk.starts_with(b"GET ") && chunk.windows(14).any(|w| w == b"/blobs/sha256:");
+            if is_blob_get && take(&up_faults.unavailable) {
+                let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"try again"}]}"#;
+                let _ = write!(
+                    c_answer,
+                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                up_faults.answered_503.fetch_add(1, Ordering::SeqCst);
+                let _ = c_answer.shutdown(Shutdown::Both);
+                break;
+            }
+            if s_write.write_all(chunk).is_err() {
+                break;
+            }
+        }
+        let _ = s_write.shutdown(Shutdown::Both);
+    });
+    let (mut s_read, mut c_write) = (server, client);
+    let mut buf = [0u8; 16 << 10];
+    let mut passed = 0usize;
+    loop {
+        let n = match s_read.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if passed.saturating_add(n) > faults.after && take(&faults.drops) {
+            let keep = faults.after.saturating_sub(passed);
+            let _ = c_write.write_all(&buf[..keep]);
+            faults.cut.fetch_add(1, Ordering::SeqCst);
+            let _ = c_write.shutdown(Shutdown::Both);
+            let _ = s_read.shutdown(Shutdown::Both);
+            break;
+        }
+        passed += n;
+        if c_write.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = c_write.shutdown(Shutdown::Both);
+    let _ = upstream.join();
+}
+
+/// Client options for tests: fast retries, given credentials for `host`.
+pub fn client(creds: Option<(&str, &str, &str)>) -> RegistryClient {
+    let credentials = match creds {
+        None => CredentialsSource::Anonymous,
+        Some((host, user, password)) => CredentialsSource::Static(BTreeMap::from([(
+            host.to_string(),
+            Credentials {
+                username: user.to_string(),
+                password: password.to_string(),
+            },
+        )])),
+    };
+    RegistryClient::new(RegistryOptions {
+        credentials,
+        retry: RetryPolicy {
+            attempts: 4,
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(100),
+        },
+        connect_timeout: Duration::from_secs(5),
+        io_timeout: Duration::from_secs(20),
+        ..RegistryOptions::default()
+    })
+}
+
+/// A local image source: the busybox test image, plus a two-platform index over it.
+pub struct LocalImages {
+    _dir: tempfile::TempDir,
+    /// The layout holding the blobs.
+    pub layout: OciLayout,
+    /// The host-platform manifest digest.
+    pub manifest: Digest,
+    /// The other-platform manifest digest.
+    pub other_manifest: Digest,
+    /// The other platform's architecture.
+    pub other_arch: &'static str,
+    /// The index over both.
+    pub index: Digest,
+    /// The layer digests.
+    pub layers: Vec<Digest>,
+}
+
+impl LocalImages {
+    /// Build them in a temp dir.
+    pub fn new() -> LocalImages {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let busybox = busybox_layout(&dir.path().join("layout")).expect("busybox layout");
+        let layout = OciLayout::open(&busybox.layout).expect("open layout");
+        let store = layout.store();
+        let image = &busybox.image;
+        let other_arch = if host_architecture() == "arm64" {
+            "amd64"
+        } else {
+            "arm64"
+        };
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&image.config_bytes).expect("config json");
+        config["architecture"] = serde_json::Value::String(other_arch.to_string());
+        let config_bytes = serde_json::to_vec(&config).expect("config bytes");
+        let (config_digest, config_size) = store.put(&config_bytes).expect("put config");
+        let layers = image.layers().expect("layers");
+        let (other_manifest, other_size, _) = write_manifest(
+            store,
+            &config_digest,
+            config_size,
+            &layers,
+            &BTreeMap::new(),
+        )
+        .expect("other manifest");
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_INDEX,
+            "manifests": [
+                {"mediaType": MEDIA_TYPE_MANIFEST, "digest": image.manifest_digest.to_string(),
+                 "size": image.manifest_size,
+                 "platform": {"os": "linux", "architecture": host_architecture()}},
+                {"mediaType": MEDIA_TYPE_MANIFEST, "digest": other_manifest.to_string(),
+                 "size": other_size,
+                 "platform": {"os": "linux", "architecture": other_arch}},
+            ],
+        });
+        let (index, _) = store
+            .put(&serde_json::to_vec(&index).expect("index bytes"))
+            .expect("put index");
+        LocalImages {
+            layers: layers.iter().map(|l| l.digest.clone()).collect(),
+            manifest: image.manifest_digest.clone(),
+            layout,
+            other_manifest,
+            other_arch,
+            index,
+            _dir: dir,
+        }
+    }
+
+    /// The blob store.
+    pub fn store(&self) -> &BlobStore {
+        self.layout.store()
+    }
+}
+
+/// Every file in `store`'s `blobs/sha256` is a complete blob named by its digest.
+pub fn assert_no_stray_blobs(store: &BlobStore) {
+    let dir = store.blobs_dir();
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .expect("read blobs dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for name in names {
+        let bytes = std::fs::read(dir.join(&name)).expect("read blob");
+        assert_eq!(
+            Digest::of(&bytes).hex(),
+            name,
+            "stray or half-written file {name} in {}",
+            dir.display()
+        );
+    }
+}
+
+/// Run skopeo with `args`; panics with its stderr on failure.
+pub fn skopeo(args: &[&str]) -> String {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
