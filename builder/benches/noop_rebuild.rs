@@ -2,7 +2,6 @@
 //! this machine; docker/BuildKit takes ~0.5 s): parse, lower, hash the context through the stat
 //! cache, key every step, find every result in the cache, and write the (identical) image.
 
-use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,15 +15,8 @@ const FILES_PER_DIR: usize = 100;
 const FILE_SIZE: usize = 10 * 1024;
 
 fn make_context(root: &Path) {
-    let mut content = vec![0u8; FILE_SIZE];
-    for d in 0..DIRS {
-        let dir = root.join(format!("pkg{d:03}/src"));
-        fs::create_dir_all(&dir).expect("create dir");
-        for f in 0..FILES_PER_DIR {
-            content[..8].copy_from_slice(&((d * FILES_PER_DIR + f) as u64).to_le_bytes());
-            fs::write(dir.join(format!("file{f:03}.txt")), &content).expect("write file");
-        }
-    }
+    rbuild_test_support::numbered_context(root, DIRS, FILES_PER_DIR, FILE_SIZE)
+        .expect("write context");
 }
 
 fn bench(c: &mut Criterion) {

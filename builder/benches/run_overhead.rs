@@ -47,12 +47,7 @@ fn busybox_rootfs() -> tempfile::TempDir {
         .prefix("rbuild-bench-rootfs-")
         .tempdir()
         .expect("tempdir");
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).expect("mkdir bin");
-    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy /bin/busybox");
-    for applet in ["sh", "true"] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet link");
-    }
+    rbuild_test_support::busybox_bin(dir.path(), &["sh", "true"]).expect("busybox in /bin");
     dir
 }
 

@@ -65,9 +65,7 @@ pub enum BuildError {
         reason: String,
     },
     /// An image reference resolved nowhere.
-    #[error(
-        "image {reference} not found in the local store; registry pulls are not available yet"
-    )]
+    #[error("image {reference} not found: no named context, local image or registry provides it")]
     ImageNotFound {
         /// The reference as written.
         reference: String,

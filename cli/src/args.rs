@@ -76,6 +76,19 @@ pub enum Command {
         after_help = "Example:\n  rbuild plan --target test -f fixtures/multistage/Dockerfile ."
     )]
     Plan(PlanArgs),
+    /// Push an image from the local store to a registry.
+    #[command(
+        after_help = "Examples:\n  rbuild push registry.example.com/team/app:1.0\n  rbuild push app:v1 127.0.0.1:5000/app:v1"
+    )]
+    Push(PushArgs),
+    /// Log in to a registry (the credentials are checked, then saved in the Docker config).
+    #[command(
+        after_help = "Example:\n  echo \"$TOKEN\" | rbuild login registry.example.com -u me --password-stdin"
+    )]
+    Login(LoginArgs),
+    /// Remove the saved credentials of a registry.
+    #[command(after_help = "Example:\n  rbuild logout registry.example.com")]
+    Logout(LogoutArgs),
     /// Tools for looking inside rbuild.
     #[command(subcommand, after_help = "Example:\n  rbuild debug parse Dockerfile")]
     Debug(DebugCommand),
@@ -87,6 +100,7 @@ Examples:
   rbuild build -t app:v1 -o type=oci,dest=out/app .
   rbuild build --build-arg VERSION=1.2 --secret id=token,env=TOKEN --target release .
   rbuild build --build-context base=oci-layout://./layouts/base:v1 -o type=docker,dest=app.tar .
+  rbuild build --pull --push -t registry.example.com/team/app:1.0 .
   rbuild build - < Dockerfile";
 
 /// How progress is shown.
@@ -159,8 +173,17 @@ pub struct BuildArgs {
     /// How to show progress.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Re-resolve base image tags in their registry even when the local store has them.
+    #[arg(long)]
+    pub pull: bool,
+    /// Push the image to its registry under each -t name after the build.
+    #[arg(long)]
+    pub push: bool,
+    /// A registry reached over plain HTTP (localhost and 127.0.0.1 always are; repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
     /// Also write the image here: type=oci,dest=DIR[,tar=true] | type=docker,dest=FILE |
-    /// type=local,dest=DIR | type=tar,dest=FILE (repeatable).
+    /// type=local,dest=DIR | type=tar,dest=FILE | type=registry[,name=REF] (repeatable).
     #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH")]
     pub outputs: Vec<OutputSpec>,
     /// The build context directory, or `-` for a Dockerfile on stdin and no context.
@@ -218,6 +241,48 @@ pub struct ExportArgs {
         required = true
     )]
     pub outputs: Vec<OutputSpec>,
+}
+
+/// `rbuild push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The image in the local store (NAME[:TAG] or a digest).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to push it (default: NAME, which then must name a registry repository).
+    #[arg(value_name = "DEST")]
+    pub dest: Option<String>,
+    /// A registry reached over plain HTTP (localhost and 127.0.0.1 always are; repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Print only the pushed digest.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+/// `rbuild login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The registry host (default: Docker Hub).
+    #[arg(value_name = "HOST")]
+    pub host: Option<String>,
+    /// The user name.
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub username: String,
+    /// Read the password from stdin (the only way: a password flag would leak into `ps`).
+    #[arg(long = "password-stdin", required = true)]
+    pub password_stdin: bool,
+    /// A registry reached over plain HTTP (localhost and 127.0.0.1 always are; repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+}
+
+/// `rbuild logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry host (default: Docker Hub).
+    #[arg(value_name = "HOST")]
+    pub host: Option<String>,
 }
 
 /// `rbuild prune`.
@@ -334,6 +399,47 @@ mod tests {
     }
 
     #[test]
+    fn registry_flags() {
+        let cli = parse(&[
+            "build",
+            "--pull",
+            "--push",
+            "--insecure-registry",
+            "a:5000",
+            "--insecure-registry",
+            "b",
+            "-t",
+            "a:5000/x:1",
+            ".",
+        ])
+        .expect("parses");
+        let Some(Command::Build(b)) = cli.command else {
+            panic!("a build");
+        };
+        assert!(b.pull && b.push);
+        assert_eq!(b.insecure_registries, vec!["a:5000", "b"]);
+        let cli = parse(&["push", "-q", "app:v1", "reg:5000/app:v1"]).expect("parses");
+        let Some(Command::Push(p)) = cli.command else {
+            panic!("a push");
+        };
+        assert_eq!(
+            (p.name.as_str(), p.dest.as_deref()),
+            ("app:v1", Some("reg:5000/app:v1"))
+        );
+        assert!(p.quiet);
+        let cli = parse(&["login", "-u", "me", "--password-stdin"]).expect("parses");
+        let Some(Command::Login(l)) = cli.command else {
+            panic!("a login");
+        };
+        assert_eq!((l.host, l.username.as_str()), (None, "me"));
+        let cli = parse(&["logout", "reg:5000"]).expect("parses");
+        assert!(matches!(
+            cli.command,
+            Some(Command::Logout(LogoutArgs { host: Some(_) }))
+        ));
+    }
+
+    #[test]
     fn usage_errors() {
         let cases: &[&[&str]] = &[
             &[],
@@ -346,6 +452,9 @@ mod tests {
             &["rmi"],
             &["export", "app"],
             &["-t", "a", "images"],
+            &["push"],
+            &["login", "reg:5000", "-u", "me"],
+            &["login", "reg:5000", "--password-stdin"],
         ];
         for args in cases {
             let e = parse(args).expect_err(&format!("{args:?} is a usage error"));

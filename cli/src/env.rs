@@ -1,7 +1,8 @@
 //! The one module that reads the process environment (the libraries never do; clippy's
 //! `disallowed-methods` enforces it). Everything read here is passed down explicitly:
 //! the store root (`$RBUILD_ROOT`, `$XDG_DATA_HOME`, `$HOME`), `SOURCE_DATE_EPOCH`,
-//! `--build-arg KEY` values, `--secret env=VAR` values and `$SSH_AUTH_SOCK`.
+//! `--build-arg KEY` values, `--secret env=VAR` values, `$SSH_AUTH_SOCK` and the Docker
+//! config file registry credentials live in (`$DOCKER_CONFIG`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -16,6 +17,21 @@ fn var_os(name: &str) -> Option<OsString> {
 /// One variable as text; unset or not UTF-8 is `None`.
 pub fn var(name: &str) -> Option<String> {
     var_os(name).and_then(|v| v.into_string().ok())
+}
+
+/// The Docker config file registry logins are read from and written to, as the docker CLI
+/// finds it: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+pub fn docker_config() -> Option<PathBuf> {
+    let non_empty = |name: &str| var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    docker_config_from(non_empty("DOCKER_CONFIG"), non_empty("HOME"))
+}
+
+fn docker_config_from(docker_config: Option<PathBuf>, home: Option<PathBuf>) -> Option<PathBuf> {
+    match (docker_config, home) {
+        (Some(dir), _) => Some(dir.join("config.json")),
+        (None, Some(home)) => Some(home.join(".docker").join("config.json")),
+        (None, None) => None,
+    }
 }
 
 /// The store root: `--root`, else `$RBUILD_ROOT`, else `$XDG_DATA_HOME/rbuild`, else
@@ -120,6 +136,23 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_config_precedence() {
+        let p = |s: &str| Some(PathBuf::from(s));
+        let cases = [
+            (p("/dc"), p("/h"), p("/dc/config.json")),
+            (None, p("/h"), p("/h/.docker/config.json")),
+            (None, None, None),
+        ];
+        for (dc, home, want) in cases {
+            assert_eq!(
+                docker_config_from(dc.clone(), home.clone()),
+                want,
+                "{dc:?} {home:?}"
+            );
+        }
+    }
 
     #[test]
     fn store_root_precedence() {

@@ -55,6 +55,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Rmi(a) => commands::rmi::run(&open_store(root)?, &a),
         Command::Export(a) => commands::export::run(&open_store(root)?, &a),
         Command::Prune(a) => commands::prune::run(&open_store(root)?, &a),
+        Command::Push(a) => commands::push::run(&open_store(root)?, &a),
+        Command::Login(a) => commands::login::login(&a),
+        Command::Logout(a) => commands::login::logout(&a),
     }
 }
 

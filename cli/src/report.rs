@@ -63,9 +63,18 @@ pub enum CliError {
     /// The build was interrupted (Ctrl-C or SIGTERM) and stopped cleanly (exit code 130).
     #[error("build cancelled")]
     Cancelled,
+    /// A registry operation (login, logout) failed (boxed: the library error is large).
+    #[error("{0}")]
+    Registry(Box<rbuild::registry::RegistryError>),
     /// Output could not be written or encoded.
     #[error("failed to write output: {0}")]
     Output(String),
+}
+
+impl From<rbuild::registry::RegistryError> for CliError {
+    fn from(e: rbuild::registry::RegistryError) -> Self {
+        CliError::Registry(Box::new(e))
+    }
 }
 
 impl CliError {

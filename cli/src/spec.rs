@@ -119,8 +119,20 @@ impl FromStr for OutputSpec {
             }
         }
         let Some(kind) = kind else {
-            return err("missing type= (oci, docker, local or tar)");
+            return err("missing type= (oci, docker, local, tar or registry)");
         };
+        if kind == "registry" {
+            if dest.is_some() || tar.is_some() {
+                return err("type=registry takes name=REF, not dest= or tar=");
+            }
+            return Ok(OutputSpec {
+                output: Output::Registry {
+                    names: names.iter().map(|n| n.to_string()).collect(),
+                },
+                compression,
+                names: Vec::new(),
+            });
+        }
         let Some(dest) = dest else {
             return err(format!("type={kind} needs dest=PATH"));
         };
@@ -137,8 +149,8 @@ impl FromStr for OutputSpec {
             "tar" => Output::Tar { dest },
             other => {
                 return err(format!(
-                    "unsupported output type '{other}': expected oci, docker, local or tar"
-                ))
+                "unsupported output type '{other}': expected oci, docker, local, tar or registry"
+            ))
             }
         };
         Ok(OutputSpec {
@@ -372,6 +384,13 @@ mod tests {
                     dest: out("somedir"),
                 },
             ),
+            ("type=registry", Output::Registry { names: vec![] }),
+            (
+                "type=registry,name=reg:5000/app:v1",
+                Output::Registry {
+                    names: vec!["reg:5000/app:v1".into()],
+                },
+            ),
         ];
         for (text, want) in cases {
             let got: OutputSpec = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -404,6 +423,7 @@ mod tests {
             ("type=oci,dest", "must be a key=value pair"),
             ("-", "stdout"),
             ("type=oci,dest=x,name=Bad", "invalid name 'Bad'"),
+            ("type=registry,dest=x", "type=registry takes name=REF"),
         ];
         for (text, want) in cases {
             let e = text.parse::<OutputSpec>().expect_err(text);

@@ -16,10 +16,9 @@
 //! Known deviations: the lexer refuses `${...}` nested more than 256 deep (treated like a lexing
 //! error), where Go's growable stack has no limit; a file descriptor beyond `u32` saturates.
 
-use thiserror::Error;
-use unicode_general_category::{get_general_category, GeneralCategory};
-
 use crate::ast::Heredoc;
+use crate::shell::{param_name, Words};
+use thiserror::Error;
 
 /// How deep `${...}` and quotes may nest inside one heredoc line before lexing gives up.
 const MAX_DEPTH: usize = 256;
@@ -125,66 +124,6 @@ fn match_marker(src: &str) -> Option<(u32, bool, &str)> {
     Some((fd, chomp, rest))
 }
 
-/// Go's `unicode.IsSpace`, which has the same set as Rust's `char::is_whitespace`.
-fn is_space(c: char) -> bool {
-    c.is_whitespace()
-}
-
-fn is_letter(c: char) -> bool {
-    use GeneralCategory::*;
-    matches!(
-        get_general_category(c),
-        UppercaseLetter | LowercaseLetter | TitlecaseLetter | ModifierLetter | OtherLetter
-    )
-}
-
-fn is_digit(c: char) -> bool {
-    c.is_ascii_digit()
-        || (!c.is_ascii() && get_general_category(c) == GeneralCategory::DecimalNumber)
-}
-
-/// Word accumulator of BuildKit's lexer (`wordsStruct`).
-#[derive(Default)]
-struct Words {
-    word: String,
-    words: Vec<String>,
-    in_word: bool,
-}
-
-impl Words {
-    fn add_char(&mut self, ch: char) {
-        if is_space(ch) {
-            if self.in_word && !self.word.is_empty() {
-                self.words.push(std::mem::take(&mut self.word));
-                self.in_word = false;
-            }
-        } else {
-            self.add_raw_char(ch);
-        }
-    }
-
-    fn add_raw_char(&mut self, ch: char) {
-        self.word.push(ch);
-        self.in_word = true;
-    }
-
-    fn add_string(&mut self, s: &str) {
-        s.chars().for_each(|c| self.add_char(c));
-    }
-
-    fn add_raw_string(&mut self, s: &str) {
-        self.word.push_str(s);
-        self.in_word = true;
-    }
-
-    fn into_words(mut self) -> Vec<String> {
-        if !self.word.is_empty() {
-            self.words.push(std::mem::take(&mut self.word));
-        }
-        self.words
-    }
-}
-
 /// The subset of BuildKit's shell lexer that heredoc detection needs: escape `\`, no variables
 /// set, unset variables kept as written (`SkipUnsetEnv`), `<<` heredoc words.
 struct WordLexer {
@@ -253,7 +192,7 @@ impl WordLexer {
         while let Some(ch) = self.peek() {
             if stop == Some(ch) {
                 self.next();
-                return Ok((result, words.into_words()));
+                return Ok((result, words.finish()));
             }
             match ch {
                 '$' => {
@@ -302,7 +241,7 @@ impl WordLexer {
             Some(c) => Err(format!(
                 "unexpected end of statement while looking for matching {c}"
             )),
-            None => Ok((result, words.into_words())),
+            None => Ok((result, words.finish())),
         }
     }
 
@@ -434,25 +373,9 @@ impl WordLexer {
     }
 
     fn process_name(&mut self) -> String {
-        let mut name = String::new();
-        while let Some(ch) = self.peek() {
-            if name.is_empty() && is_digit(ch) {
-                while let Some(c) = self.peek().filter(|&c| is_digit(c)) {
-                    self.next();
-                    name.push(c);
-                }
-                return name;
-            }
-            if name.is_empty() && matches!(ch, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
-                self.next();
-                return ch.to_string();
-            }
-            if !is_letter(ch) && !is_digit(ch) && ch != '_' {
-                break;
-            }
-            self.next();
-            name.push(ch);
-        }
+        let rest: String = self.chars[self.pos..].iter().collect();
+        let name = param_name(&rest).to_string();
+        self.pos += name.chars().count();
         name
     }
 

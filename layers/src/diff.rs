@@ -398,7 +398,6 @@ impl FsNode {
     pub(crate) fn lstat(abs: &Path, rel: &str) -> Result<FsNode> {
         let meta = fs::symlink_metadata(abs).map_err(|e| io_err("lstat", abs, e))?;
         let ft = meta.file_type();
-        let dev = |rdev: u64| (rustix::fs::major(rdev), rustix::fs::minor(rdev));
         let kind = if ft.is_dir() {
             EntryKind::Dir
         } else if ft.is_file() {
@@ -413,12 +412,8 @@ impl FsNode {
                     what: "symlink target",
                 })?;
             EntryKind::Symlink { target }
-        } else if ft.is_char_device() {
-            let (major, minor) = dev(meta.rdev());
-            EntryKind::CharDevice { major, minor }
-        } else if ft.is_block_device() {
-            let (major, minor) = dev(meta.rdev());
-            EntryKind::BlockDevice { major, minor }
+        } else if let Some(device) = EntryKind::device(&meta) {
+            device
         } else {
             EntryKind::Fifo
         };

@@ -93,15 +93,45 @@ pub fn busybox_rootfs(dir: &Path) -> io::Result<()> {
     ] {
         std::fs::create_dir_all(dir.join(d))?;
     }
-    std::fs::copy(BUSYBOX, dir.join("bin/busybox"))?;
-    for applet in APPLETS {
-        let link = dir.join("bin").join(applet);
+    busybox_bin(dir, APPLETS)?;
+    std::fs::write(dir.join("etc/passwd"), PASSWD)?;
+    std::fs::write(dir.join("etc/group"), GROUP)?;
+    Ok(())
+}
+
+/// Put busybox and one link per applet into `dir/bin` (created if needed), and nothing else:
+/// for tests that need a root without `/etc` or any other directory.
+pub fn busybox_bin(dir: &Path, applets: &[&str]) -> io::Result<()> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    std::fs::copy(BUSYBOX, bin.join("busybox"))?;
+    for applet in applets {
+        let link = bin.join(applet);
         if !link.exists() {
             std::os::unix::fs::symlink("busybox", link)?;
         }
     }
-    std::fs::write(dir.join("etc/passwd"), PASSWD)?;
-    std::fs::write(dir.join("etc/group"), GROUP)?;
+    Ok(())
+}
+
+/// A build context of `dirs` directories `pkgNNN/src`, each with `files_per_dir` files
+/// `fileNNN.txt` of `file_size` zero bytes whose first eight bytes number the file (so every file
+/// differs): the large context the benchmarks hash and copy.
+pub fn numbered_context(
+    root: &Path,
+    dirs: usize,
+    files_per_dir: usize,
+    file_size: usize,
+) -> io::Result<()> {
+    let mut content = vec![0u8; file_size];
+    for d in 0..dirs {
+        let dir = root.join(format!("pkg{d:03}/src"));
+        std::fs::create_dir_all(&dir)?;
+        for f in 0..files_per_dir {
+            content[..8].copy_from_slice(&((d * files_per_dir + f) as u64).to_le_bytes());
+            std::fs::write(dir.join(format!("file{f:03}.txt")), &content)?;
+        }
+    }
     Ok(())
 }
 

@@ -16,13 +16,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, Metadata};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rbuild_layers::tar::entry::{Entry, EntryKind};
 
 use super::archive;
-use super::copy::{io_err, join, xattrs_of, Content, CopyError, Node, Planner, Scratch};
+use super::copy::{
+    host_file_kind, io_err, join, xattrs_of, Content, CopyError, LinkMap, Node, Planner, Scratch,
+};
 use super::fetch::url_file_name;
 use crate::graph::CopyKind;
 
@@ -73,7 +75,7 @@ impl Planner<'_> {
         rel: &str,
         dst_dir: &str,
         named: &BTreeSet<String>,
-        links: &mut BTreeMap<(u64, u64), String>,
+        links: &mut LinkMap,
     ) -> Result<()> {
         let dir = if rel.is_empty() {
             root.to_path_buf()
@@ -121,47 +123,15 @@ impl Planner<'_> {
                 self.add_tree(root, &r, &target, named, links)?;
                 continue;
             }
-            let ft = md.file_type();
-            let mut content = Content::None;
-            let kind = if ft.is_file() {
-                let key = (md.dev(), md.ino());
-                match links.get(&key) {
-                    Some(first) if md.nlink() > 1 => {
-                        content = Content::HostFile(host.clone());
-                        EntryKind::HardLink {
-                            target: first.clone(),
-                        }
-                    }
-                    _ => {
-                        if md.nlink() > 1 {
-                            links.insert(key, target.clone());
-                        }
-                        content = Content::HostFile(host.clone());
-                        EntryKind::File { size: md.len() }
-                    }
-                }
-            } else if ft.is_symlink() {
-                let t = fs::read_link(&host).map_err(io_err("readlink", &host))?;
-                EntryKind::Symlink {
-                    target: t
-                        .into_os_string()
-                        .into_string()
-                        .map_err(|_| CopyError::NonUtf8 { path: host.clone() })?,
-                }
-            } else if ft.is_char_device() {
-                EntryKind::CharDevice {
-                    major: rustix::fs::major(md.rdev()),
-                    minor: rustix::fs::minor(md.rdev()),
-                }
-            } else if ft.is_block_device() {
-                EntryKind::BlockDevice {
-                    major: rustix::fs::major(md.rdev()),
-                    minor: rustix::fs::minor(md.rdev()),
-                }
-            } else if ft.is_fifo() {
-                EntryKind::Fifo
-            } else {
+            // Sockets are not copied.
+            let Some(kind) = host_file_kind(&md, &host, &target, links)? else {
                 continue;
+            };
+            let content = match kind {
+                EntryKind::File { .. } | EntryKind::HardLink { .. } => {
+                    Content::HostFile(host.clone())
+                }
+                _ => Content::None,
             };
             if self.dest.node(&target)? == Node::Dir {
                 return Err(CopyError::ReplaceDirectory { path: target });

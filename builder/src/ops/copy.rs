@@ -749,7 +749,44 @@ fn has_wildcard(s: &str) -> bool {
 }
 
 /// Hard links seen while copying one source: (dev, inode) → first destination path.
-type LinkMap = BTreeMap<(u64, u64), String>;
+pub(super) type LinkMap = BTreeMap<(u64, u64), String>;
+
+/// The entry kind of the non-directory host file `host` that is copied to `target`: a regular
+/// file, or a hard link to the first target seen with the same inode (which `links` remembers),
+/// a symlink, a device or a FIFO; `None` for a socket, which is never copied.
+pub(super) fn host_file_kind(
+    md: &Metadata,
+    host: &Path,
+    target: &str,
+    links: &mut LinkMap,
+) -> Result<Option<EntryKind>> {
+    let ft = md.file_type();
+    Ok(Some(if ft.is_file() {
+        let key = (md.dev(), md.ino());
+        match links.get(&key) {
+            Some(first) if md.nlink() > 1 => EntryKind::HardLink {
+                target: first.clone(),
+            },
+            _ => {
+                if md.nlink() > 1 {
+                    links.insert(key, target.to_string());
+                }
+                EntryKind::File { size: md.len() }
+            }
+        }
+    } else if ft.is_symlink() {
+        match node_of(md, host)? {
+            Node::Symlink(t) => EntryKind::Symlink { target: t },
+            _ => EntryKind::Fifo,
+        }
+    } else if let Some(device) = EntryKind::device(md) {
+        device
+    } else if ft.is_fifo() {
+        EntryKind::Fifo
+    } else {
+        return Ok(None);
+    }))
+}
 
 /// The state of one COPY/ADD being planned.
 pub(super) struct Planner<'a> {
@@ -1279,40 +1316,7 @@ impl<'a> Planner<'a> {
             });
         }
         let host = self.src.host(s);
-        let ft = md.file_type();
-        let mut content = Content::None;
-        let kind = if ft.is_file() {
-            let key = (md.dev(), md.ino());
-            match links.get(&key) {
-                Some(first) if md.nlink() > 1 => EntryKind::HardLink {
-                    target: first.clone(),
-                },
-                _ => {
-                    if md.nlink() > 1 {
-                        links.insert(key, target.to_string());
-                    }
-                    content = Content::HostFile(host.clone());
-                    EntryKind::File { size: md.len() }
-                }
-            }
-        } else if ft.is_symlink() {
-            match node_of(md, &host)? {
-                Node::Symlink(t) => EntryKind::Symlink { target: t },
-                _ => EntryKind::Fifo,
-            }
-        } else if ft.is_char_device() {
-            EntryKind::CharDevice {
-                major: rustix::fs::major(md.rdev()),
-                minor: rustix::fs::minor(md.rdev()),
-            }
-        } else if ft.is_block_device() {
-            EntryKind::BlockDevice {
-                major: rustix::fs::major(md.rdev()),
-                minor: rustix::fs::minor(md.rdev()),
-            }
-        } else if ft.is_fifo() {
-            EntryKind::Fifo
-        } else {
+        let Some(kind) = host_file_kind(md, &host, target, links)? else {
             // Sockets are not copied.
             return Ok(());
         };
@@ -1324,9 +1328,10 @@ impl<'a> Planner<'a> {
         } else {
             self.mode_of(md.mode(), false)
         };
-        if let EntryKind::HardLink { .. } = kind {
-            content = Content::HostFile(host);
-        }
+        let content = match kind {
+            EntryKind::File { .. } | EntryKind::HardLink { .. } => Content::HostFile(host),
+            _ => Content::None,
+        };
         let entry = Entry {
             path: target.to_string(),
             kind,

@@ -65,6 +65,7 @@ use crate::exec::{Cancellation, ExecError, Executor, OutputSink, PreparedMount, 
 use crate::graph::{Command, IdSpec, RunOp, UserSpec};
 use crate::ops::mounts::{prepare_mounts, MountError, MountSources};
 use crate::ops::users::{resolve_user, ResolvedUser, UserError};
+use crate::snapshot::copy::{set_times, times_of, xattr_names};
 use crate::snapshot::{Snapshot, SnapshotError, SnapshotKind, SnapshotMode, SnapshotOptions};
 
 /// BuildKit's default `PATH` for Linux containers.
@@ -633,33 +634,7 @@ fn restore_times(path: &Path, md: &fs::Metadata) -> Result<(), RunError> {
         path: path.to_path_buf(),
         source: std::io::ErrorKind::InvalidInput.into(),
     })?;
-    let ts = [
-        libc::timespec {
-            tv_sec: md.atime(),
-            tv_nsec: md.atime_nsec(),
-        },
-        libc::timespec {
-            tv_sec: md.mtime(),
-            tv_nsec: md.mtime_nsec(),
-        },
-    ];
-    // SAFETY: valid C string and a two-element timespec array.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc < 0 {
-        return Err(RunError::Io {
-            op: "restore times of",
-            path: path.to_path_buf(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    set_times(&c, times_of(md)).map_err(io_err("restore times of", path))
 }
 
 /// The directory `rel` shadows in the lower layers (topmost first), if it is one.
@@ -696,27 +671,13 @@ fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 /// Name → value of every attribute but overlayfs' own, sorted.
 fn user_xattrs(path: &Path) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
     let mut out = BTreeMap::new();
-    let Some(c) = cpath(path) else {
-        return out;
-    };
-    // SAFETY: a null buffer asks for the size.
-    let size = unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
-    if size <= 0 {
-        return out;
-    }
-    let mut buf = vec![0u8; size as usize];
-    // SAFETY: buffer of the given length.
-    let got = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if got <= 0 {
-        return out;
-    }
-    buf.truncate(got as usize);
-    for name in buf.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let text = String::from_utf8_lossy(name);
+    for name in xattr_names(path) {
+        let text = String::from_utf8_lossy(&name);
         if rbuild_layers::whiteout::is_overlay_xattr(&text) {
             continue;
         }
-        out.insert(name.to_vec(), get_xattr(path, &text));
+        let value = get_xattr(path, &text);
+        out.insert(name, value);
     }
     out
 }
@@ -973,18 +934,18 @@ mod tests {
             ),
         ];
         let (sources, secrets) = (BTreeMap::new(), BTreeMap::new());
-        for (name, op, want) in cases {
-            let rec = Recorder::default();
+        // One copy-snapshot run of `op` on `lower`, seen by the recording executor.
+        let run = |op: &RunOp, rec: &Recorder| {
             let cancel = Cancellation::new();
             let inputs = RunInputs {
-                op: &op,
+                op,
                 lowers: std::slice::from_ref(&lower),
                 mount_sources: &sources,
                 context_dir: None,
                 store_root: &store,
                 secrets: &secrets,
                 ssh_agent: None,
-                executor: &rec,
+                executor: rec,
                 sink: &Null,
                 cancel: &cancel,
                 hostname: "h",
@@ -993,7 +954,11 @@ mod tests {
             let opts = RunOptions {
                 snapshot_mode: SnapshotMode::Copy,
             };
-            let out = run_step_with(&inputs, &opts).expect(name);
+            run_step_with(&inputs, &opts)
+        };
+        for (name, op, want) in cases {
+            let rec = Recorder::default();
+            let out = run(&op, &rec).expect(name);
             let seen = rec.0.lock().expect("not poisoned").clone();
             assert_eq!(seen, vec![want], "{name}");
             drop(out);
@@ -1011,25 +976,7 @@ mod tests {
             ..base
         };
         let rec = Recorder::default();
-        let cancel = Cancellation::new();
-        let inputs = RunInputs {
-            op: &op,
-            lowers: std::slice::from_ref(&lower),
-            mount_sources: &sources,
-            context_dir: None,
-            store_root: &store,
-            secrets: &secrets,
-            ssh_agent: None,
-            executor: &rec,
-            sink: &Null,
-            cancel: &cancel,
-            hostname: "h",
-            log_path: None,
-        };
-        let opts = RunOptions {
-            snapshot_mode: SnapshotMode::Copy,
-        };
-        let err = run_step_with(&inputs, &opts).expect_err("fails");
+        let err = run(&op, &rec).expect_err("fails");
         assert_eq!(
             err.to_string(),
             "process \"/bin/sh -c fail\" did not complete successfully: exit code: 7"

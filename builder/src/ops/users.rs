@@ -127,15 +127,22 @@ struct GroupEntry {
     members: Vec<String>,
 }
 
+/// The `:`-separated fields of each line of a passwd or group file, blank lines and `#`
+/// comments skipped.
+fn records(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines().filter_map(|line| {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            return None;
+        }
+        Some(line.split(':').collect())
+    })
+}
+
 /// Parse passwd text (`name:pw:uid:gid:gecos:home:shell`), skipping comments and bad lines.
 fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            let f: Vec<&str> = line.split(':').collect();
+    records(text)
+        .filter_map(|f| {
             Some(PasswdEntry {
                 name: f.first()?.to_string(),
                 uid: f.get(2)?.parse().ok()?,
@@ -148,13 +155,8 @@ fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
 
 /// Parse group text (`name:pw:gid:member,member`), skipping comments and bad lines.
 fn parse_group(text: &str) -> Vec<GroupEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            let f: Vec<&str> = line.split(':').collect();
+    records(text)
+        .filter_map(|f| {
             Some(GroupEntry {
                 name: f.first()?.to_string(),
                 gid: f.get(2)?.parse().ok()?,

@@ -10,7 +10,7 @@
 //! by name so the result never depends on directory order. Symlinks are copied, never followed.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -194,7 +194,9 @@ fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
     }
 }
 
-fn xattr_names(path: &Path) -> Vec<Vec<u8>> {
+/// The names of `path`'s extended attributes (the link itself, not its target), sorted; empty
+/// when they cannot be listed.
+pub(crate) fn xattr_names(path: &Path) -> Vec<Vec<u8>> {
     let Ok(c) = cpath(path) else {
         return Vec::new();
     };
@@ -231,7 +233,7 @@ fn copy_meta(from: &Path, to: &Path, md: &fs::Metadata) -> Result<()> {
     let c = cpath(to)?;
     for name in xattr_names(from) {
         let text = String::from_utf8_lossy(&name);
-        if text.starts_with("trusted.overlay.") || text.starts_with("user.overlay.") {
+        if rbuild_layers::whiteout::is_overlay_xattr(&text) {
             continue;
         }
         let Some(value) = get_xattr(from, &text) else {
@@ -256,31 +258,42 @@ fn copy_meta(from: &Path, to: &Path, md: &fs::Metadata) -> Result<()> {
             });
         }
     }
+    set_times(&c, times_of(md)).map_err(err("utimensat", to))
+}
+
+/// A file's access and modification times as `(seconds, nanoseconds)` pairs, the shape
+/// [`set_times`] takes.
+pub(crate) fn times_of(md: &fs::Metadata) -> [(i64, i64); 2] {
+    [(md.atime(), md.atime_nsec()), (md.mtime(), md.mtime_nsec())]
+}
+
+/// Set `path`'s access and modification times (nanosecond precision) without following a
+/// final symlink.
+pub(crate) fn set_times(
+    path: &CStr,
+    [(asec, ansec), (msec, mnsec)]: [(i64, i64); 2],
+) -> io::Result<()> {
     let ts = [
         libc::timespec {
-            tv_sec: md.atime(),
-            tv_nsec: md.atime_nsec(),
+            tv_sec: asec,
+            tv_nsec: ansec,
         },
         libc::timespec {
-            tv_sec: md.mtime(),
-            tv_nsec: md.mtime_nsec(),
+            tv_sec: msec,
+            tv_nsec: mnsec,
         },
     ];
     // SAFETY: valid C string and a two-element timespec array.
     let rc = unsafe {
         libc::utimensat(
             libc::AT_FDCWD,
-            c.as_ptr(),
+            path.as_ptr(),
             ts.as_ptr(),
             libc::AT_SYMLINK_NOFOLLOW,
         )
     };
     if rc < 0 {
-        return Err(CopyError {
-            op: "utimensat",
-            path: to.to_path_buf(),
-            source: io::Error::last_os_error(),
-        });
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

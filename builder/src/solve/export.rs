@@ -6,6 +6,7 @@
 //! the layers in order (whiteouts applied, owners kept); the tar form is written by the
 //! deterministic tar writer with the layers' own mtimes. Files are written through temp names
 //! and renames by the layer crate, so a failed export leaves no half-written tar.
+//! `type=registry` pushes the stored manifest unchanged ([`crate::solve::push`]).
 
 use std::fs;
 use std::io::{self, BufReader};
@@ -18,18 +19,58 @@ use rbuild_layers::tar::extract::{ExtractOptions, Extractor};
 use rbuild_layers::tar::write::{write_tree, TarOptions};
 
 use crate::error::BuildError;
+use crate::events::{EventSink, NullSink};
+use crate::solve::push::push_image;
 use crate::solve::request::Output;
 use crate::solve::sources::import_image;
+use crate::solve::sources::RegistrySettings;
 use crate::store::Store;
 
-/// Write `image` (stored in `store`) to `out`, named `names` where the format carries names.
+/// Write `image` (stored in `store`) to `out`, named `names` where the format carries names;
+/// a registry output is pushed anonymously (see [`export_with`]).
 pub fn export(
     store: &Store,
     image: &StoredImage,
     names: &[ImageName],
     out: &Output,
 ) -> Result<(), BuildError> {
+    export_with(
+        store,
+        image,
+        names,
+        out,
+        &RegistrySettings::default(),
+        &NullSink,
+    )
+}
+
+/// [`export`] with the registry settings (credentials, insecure hosts) and progress sink a
+/// `type=registry` output uses.
+pub fn export_with(
+    store: &Store,
+    image: &StoredImage,
+    names: &[ImageName],
+    out: &Output,
+    registry: &RegistrySettings,
+    events: &dyn EventSink,
+) -> Result<(), BuildError> {
     match out {
+        Output::Registry { names: targets } => {
+            let targets: Vec<String> = if targets.is_empty() {
+                names.iter().map(|n| n.to_string()).collect()
+            } else {
+                targets.clone()
+            };
+            push_image(
+                store,
+                &image.manifest_digest,
+                &targets,
+                &[],
+                registry,
+                events,
+            )
+            .map(|_| ())
+        }
         Output::Oci { dest, tar: false } => {
             write_layout(store, image, names, dest).map_err(|e| export_err(dest, e))
         }

@@ -5,15 +5,16 @@
 //!
 //! 1. [`prepare`]: parse and lower the Dockerfile, resolve base images and named contexts through
 //!    the [`sources::Resolver`] (named contexts, `oci-layout://`, `docker-archive://`, the local
-//!    store; a registry source is a later issue), splice ONBUILD triggers, and lower the stage
-//!    plan into a [`crate::graph::Graph`];
+//!    store, then a registry pull into the store; `--pull` asks the registry first), splice
+//!    ONBUILD triggers, and lower the stage plan into a [`crate::graph::Graph`];
 //! 2. hash the build contexts the target's steps read (in parallel, with the stat cache under the
 //!    store, so an unchanged context costs one `lstat` per file);
 //! 3. run the target's steps through [`crate::schedule::run`], independent stages in parallel,
 //!    each step keyed and looked up in the cache before any work ([`execute`]);
 //! 4. assemble the image: the target's config (created = SOURCE_DATE_EPOCH or 0, request labels
 //!    added, history normalized against the layers as BuildKit's exporter does) and its layer
-//!    stack, written through `rbuild_layers::image` and tagged in the store.
+//!    stack, written through `rbuild_layers::image` and tagged in the store;
+//! 5. with [`BuildRequest::push`], push it under each tag ([`push`]), manifest byte for byte.
 //!
 //! Reproducibility: every timestamp that reaches an image is the epoch (layer mtimes are clamped
 //! to it by the tar writer), keys never hold host paths or mtimes, so the same inputs give the
@@ -30,11 +31,12 @@ pub mod config;
 pub mod execute;
 pub mod export;
 pub mod prepare;
+pub mod push;
 mod request;
 pub mod snapshots;
 pub mod sources;
 
-pub use export::export;
+pub use export::{export, export_with};
 pub use request::{BuildOutcome, BuildRequest, DockerfileSource, NamedContext, Output, Runtime};
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,7 +66,7 @@ use crate::schedule::{run, ScheduleError, ScheduleOptions};
 use crate::snapshot::SnapshotMode;
 use crate::store::{parse_name, Store};
 use execute::{ContextInput, MemoFetcher, Settings, Solver, StepError};
-use sources::{host_platform_spec, Resolver};
+use sources::{host_platform_spec, RegistrySettings, Resolver};
 
 /// Build the image `req` describes into `store`; see the module documentation.
 pub fn build(
@@ -85,7 +87,9 @@ pub fn build_with_cancel(
 ) -> Result<BuildOutcome, BuildError> {
     let platform = request_platform(req)?;
     let _blobs = lock_blobs(store)?;
-    let resolver = Resolver::new(&req.named_contexts, host_platform_spec());
+    let settings = RegistrySettings::from_request(req);
+    let resolver =
+        Resolver::with_registry(&req.named_contexts, host_platform_spec(), &settings, events);
     let prepared = prepare::prepare(store, req, &resolver, &platform)?;
     let input = Solve {
         graph: &prepared.lowered.graph,
@@ -113,7 +117,9 @@ pub fn build_graph(
     let platform = request_platform(req)?;
     let _blobs = lock_blobs(store)?;
     graph.validate().map_err(crate::Error::from)?;
-    let resolver = Resolver::new(&req.named_contexts, host_platform_spec());
+    let settings = RegistrySettings::from_request(req);
+    let resolver =
+        Resolver::with_registry(&req.named_contexts, host_platform_spec(), &settings, events);
     let mut images = BTreeMap::new();
     for id in graph.ancestors(target).map_err(crate::Error::from)? {
         let Some(step) = graph.get(id) else { continue };
@@ -185,6 +191,7 @@ fn solve(
         file,
         platform,
     } = input;
+    let bases: Vec<String> = images.keys().cloned().collect();
     let tags = req
         .tags
         .iter()
@@ -265,6 +272,19 @@ fn solve(
     for name in &tags {
         store.put_name(name, &stored)?;
     }
+    let pushed = if req.push {
+        let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        push::push_image(
+            store,
+            &stored.manifest_digest,
+            &names,
+            &bases,
+            &RegistrySettings::from_request(req),
+            events,
+        )?
+    } else {
+        Vec::new()
+    };
     Ok(BuildOutcome {
         manifest_digest: stored.manifest_digest.clone(),
         config_digest: stored.config_digest.clone(),
@@ -272,6 +292,7 @@ fn solve(
         tags,
         steps: report.finished.len(),
         cached: report.cached(),
+        pushed,
     })
 }
 

@@ -1,5 +1,5 @@
 //! From a Dockerfile to a step graph: parse, lower to a stage plan, resolve the images the plan
-//! needs, splice in ONBUILD triggers, and lower the plan into a [`Graph`].
+//! needs, splice in ONBUILD triggers, and lower the plan into a [`Graph`](crate::graph::Graph).
 //!
 //! ONBUILD follows BuildKit's `initOnBuildTriggers`: a stage built on an image runs the image's
 //! `OnBuild` triggers, and a stage built on another stage runs that stage's own `ONBUILD`
@@ -66,7 +66,7 @@ pub fn read_dockerfile(
 pub fn prepare(
     store: &Store,
     req: &BuildRequest,
-    resolver: &Resolver,
+    resolver: &Resolver<'_>,
     platform: &Platform,
 ) -> Result<Prepared, BuildError> {
     let (file, path, text) = read_dockerfile(req)?;

@@ -38,7 +38,7 @@ pub enum NamedContext {
         /// The tag or digest inside it; `None` = the only (or `latest`) image.
         reference: Option<String>,
     },
-    /// `docker-image://REF`: an image by reference (resolved in the local store for now).
+    /// `docker-image://REF`: an image by reference (the local store, then a registry).
     DockerImage(String),
     /// A local directory used as a context (or as a rootfs for `FROM name`).
     Dir(PathBuf),
@@ -87,6 +87,14 @@ pub struct BuildRequest {
     pub compression: Compression,
     /// Names the image is stored under in the local store.
     pub tags: Vec<String>,
+    /// `--pull`: re-resolve base image tags in their registry even when the store has them.
+    pub pull: bool,
+    /// `--insecure-registry` hosts reached over plain HTTP (`localhost`/127.0.0.1 always are).
+    pub insecure_registries: Vec<String>,
+    /// The Docker `config.json` registry credentials are read from; `None` = anonymous.
+    pub registry_credentials: Option<PathBuf>,
+    /// `--push`: after the build, push the image to its registry under each tag.
+    pub push: bool,
 }
 
 impl BuildRequest {
@@ -108,6 +116,10 @@ impl BuildRequest {
             epoch: None,
             compression: Compression::Gzip,
             tags: Vec::new(),
+            pull: false,
+            insecure_registries: Vec::new(),
+            registry_credentials: None,
+            push: false,
         }
     }
 }
@@ -127,9 +139,11 @@ pub struct BuildOutcome {
     pub steps: usize,
     /// Of those, steps whose result came from the cache.
     pub cached: usize,
+    /// Where the image was pushed (`--push`), in tag order.
+    pub pushed: Vec<crate::registry::PushedImage>,
 }
 
-/// Where [`crate::solve::export`] writes an image.
+/// Where [`crate::solve::export()`] writes an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// An OCI image layout, as a directory or (with `tar`) a tar file.
@@ -153,5 +167,11 @@ pub enum Output {
     Tar {
         /// The tar file path.
         dest: PathBuf,
+    },
+    /// Pushed to a registry (`-o type=registry`), under these references; empty = the names
+    /// given to [`crate::solve::export_with`].
+    Registry {
+        /// The references to push to (`REG/NAME:TAG`).
+        names: Vec<String>,
     },
 }

@@ -8,15 +8,21 @@
 //! 2. explicit forms: `oci-layout://DIR[:TAG|@sha256:…]` and `docker-archive://FILE`;
 //! 3. the local store, by name or digest.
 //!
-//! A registry source (a later issue) is one more [`ImageSource`] pushed at the end
-//! ([`Resolver::push`]); until then an unknown reference is "image X not found in the local
-//! store; registry pulls are not available yet". Blobs of images from other layouts or archives
+//! 4. a registry ([`RegistrySource`]): the image is pulled into the store (blobs verified, kept
+//!    and reused by later builds) and named there by its tag.
+//!
+//! As in BuildKit, a tag already in the store is not re-resolved unless the build asks for
+//! `--pull`; then the registry is asked before the store (a name the registry does not know
+//! still resolves locally, so images built here stay usable). A digest-pinned reference whose
+//! blobs are present never touches the network. Blobs of images from other layouts or archives
 //! are copied into the store byte for byte: a base layer is never decompressed or re-encoded.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
 
 use rbuild_layers::compress::Compression;
 use rbuild_layers::digest::Digest;
@@ -27,7 +33,13 @@ use rbuild_layers::store::BlobStore;
 
 use crate::cache::LayerRecord;
 use crate::error::BuildError;
-use crate::solve::request::NamedContext;
+use crate::events::{Event, EventSink, LogStream};
+use crate::graph::StepId;
+use crate::registry::{
+    CredentialsSource, Progress, PullOptions, Reference, RegistryClient, RegistryError,
+    RegistryOptions,
+};
+use crate::solve::request::{BuildRequest, NamedContext};
 use crate::store::Store;
 
 /// An image whose blobs are all in the local store.
@@ -93,24 +105,35 @@ pub trait ImageSource: Send + Sync {
 }
 
 /// Images given as named build contexts (`oci-layout://` and `docker-image://` kinds).
-pub struct NamedContextSource {
+pub struct NamedContextSource<'a> {
     contexts: BTreeMap<String, NamedContext>,
     platform: PlatformSpec,
+    /// Resolves `docker-image://` targets (URL forms, store, and a registry for builds).
+    images: Resolver<'a>,
 }
 
-impl NamedContextSource {
-    /// A source over the image-like named contexts of a request.
-    pub fn new(contexts: &BTreeMap<String, NamedContext>, platform: PlatformSpec) -> Self {
+impl<'a> NamedContextSource<'a> {
+    /// A source over the image-like named contexts of a request; `docker-image://` targets
+    /// resolve through `images`.
+    pub fn new(
+        contexts: &BTreeMap<String, NamedContext>,
+        platform: PlatformSpec,
+        images: Resolver<'a>,
+    ) -> Self {
         let contexts = contexts
             .iter()
             .filter(|(_, c)| !matches!(c, NamedContext::Dir(_)))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        NamedContextSource { contexts, platform }
+        NamedContextSource {
+            contexts,
+            platform,
+            images,
+        }
     }
 }
 
-impl ImageSource for NamedContextSource {
+impl ImageSource for NamedContextSource<'_> {
     fn resolve(&self, reference: &str, store: &Store) -> Result<Option<ResolvedImage>, BuildError> {
         let Some(ctx) = self.contexts.get(reference) else {
             return Ok(None);
@@ -120,8 +143,7 @@ impl ImageSource for NamedContextSource {
                 from_layout(store, dir, r.as_deref(), &self.platform, reference)?
             }
             NamedContext::DockerImage(r) => {
-                let inner = Resolver::without_named(self.platform.clone());
-                let mut image = inner.resolve(r, store)?;
+                let mut image = self.images.resolve(r, store)?;
                 image.reference = reference.to_string();
                 image
             }
@@ -155,34 +177,69 @@ pub struct LocalStoreSource;
 impl ImageSource for LocalStoreSource {
     fn resolve(&self, reference: &str, store: &Store) -> Result<Option<ResolvedImage>, BuildError> {
         // `name@sha256:…` pins a digest: the name part only documents it.
-        let lookup = match reference.split_once('@') {
-            Some((_, digest)) => digest,
-            None => reference,
+        let (lookup, pinned) = match reference.split_once('@') {
+            Some((_, digest)) => (digest, true),
+            None => (reference, false),
         };
         match store.resolve(lookup) {
             Ok(image) => Ok(Some(ResolvedImage::from_stored(reference, &image)?)),
             Err(crate::store::StoreError::NotFound { .. })
             | Err(crate::store::StoreError::BadName { .. }) => Ok(None),
+            // A pinned index (or a manifest with blobs missing) is the registry source's to
+            // resolve: it picks the platform and fetches only what is absent.
+            Err(_) if pinned => Ok(None),
             Err(e) => Err(BuildError::Store(e)),
         }
     }
 }
 
 /// Asks image sources in order; see the module documentation.
-pub struct Resolver {
-    sources: Vec<Box<dyn ImageSource>>,
+pub struct Resolver<'a> {
+    sources: Vec<Box<dyn ImageSource + 'a>>,
 }
 
-impl Resolver {
-    /// The standard chain for a build: named contexts, URL forms, local store.
+impl<'a> Resolver<'a> {
+    /// The offline chain: named contexts, URL forms, local store (no registry).
     pub fn new(named: &BTreeMap<String, NamedContext>, platform: PlatformSpec) -> Self {
+        let inner = Resolver::without_named(platform.clone());
         Resolver {
             sources: vec![
-                Box::new(NamedContextSource::new(named, platform.clone())),
+                Box::new(NamedContextSource::new(named, platform.clone(), inner)),
                 Box::new(UrlFormSource { platform }),
                 Box::new(LocalStoreSource),
             ],
         }
+    }
+
+    /// The chain of a build: named contexts, URL forms, then the local store and a registry
+    /// (registry first with `settings.pull`); pulls report progress to `events`.
+    pub fn with_registry(
+        named: &BTreeMap<String, NamedContext>,
+        platform: PlatformSpec,
+        settings: &RegistrySettings,
+        events: &'a dyn EventSink,
+    ) -> Self {
+        let chain = || -> Vec<Box<dyn ImageSource + 'a>> {
+            let registry: Box<dyn ImageSource + 'a> =
+                Box::new(RegistrySource::new(settings, platform.clone(), events));
+            let store: Box<dyn ImageSource + 'a> = Box::new(LocalStoreSource);
+            let url: Box<dyn ImageSource + 'a> = Box::new(UrlFormSource {
+                platform: platform.clone(),
+            });
+            if settings.pull {
+                vec![url, registry, store]
+            } else {
+                vec![url, store, registry]
+            }
+        };
+        let inner = Resolver { sources: chain() };
+        let mut sources: Vec<Box<dyn ImageSource + 'a>> = vec![Box::new(NamedContextSource::new(
+            named,
+            platform.clone(),
+            inner,
+        ))];
+        sources.extend(chain());
+        Resolver { sources }
     }
 
     fn without_named(platform: PlatformSpec) -> Self {
@@ -194,8 +251,8 @@ impl Resolver {
         }
     }
 
-    /// Add a source asked after the others (the slot for a registry source).
-    pub fn push(&mut self, source: Box<dyn ImageSource>) {
+    /// Add a source asked after the others.
+    pub fn push(&mut self, source: Box<dyn ImageSource + 'a>) {
         self.sources.push(source);
     }
 
@@ -209,6 +266,145 @@ impl Resolver {
         Err(BuildError::ImageNotFound {
             reference: reference.to_string(),
         })
+    }
+}
+
+/// What a [`RegistrySource`] needs besides the store: the client settings of a build.
+#[derive(Debug, Clone, Default)]
+pub struct RegistrySettings {
+    /// `--pull`: re-resolve tags in the registry even when the store has them.
+    pub pull: bool,
+    /// `--insecure-registry` hosts (plain HTTP; `localhost` and 127.0.0.1 always are).
+    pub insecure_registries: Vec<String>,
+    /// A Docker `config.json` to read credentials from; `None` = anonymous.
+    pub credentials: Option<PathBuf>,
+}
+
+impl RegistrySettings {
+    /// The settings a build request carries.
+    pub fn from_request(req: &BuildRequest) -> Self {
+        RegistrySettings {
+            pull: req.pull,
+            insecure_registries: req.insecure_registries.clone(),
+            credentials: req.registry_credentials.clone(),
+        }
+    }
+
+    /// A client configured with these settings.
+    pub fn client(&self) -> RegistryClient {
+        RegistryClient::new(RegistryOptions {
+            insecure_registries: self.insecure_registries.clone(),
+            credentials: match &self.credentials {
+                Some(path) => CredentialsSource::DockerConfig(path.clone()),
+                None => CredentialsSource::Anonymous,
+            },
+            ..RegistryOptions::default()
+        })
+    }
+}
+
+/// Images pulled from a registry into the local store, as BuildKit's image resolver does:
+/// the pulled manifest is named in the store by its tag, so the next build finds it locally
+/// (and does not touch the network) unless it asks for `--pull`.
+///
+/// Progress: each pull shows as a pseudo-step `[internal] load metadata for REF` (as BuildKit
+/// names it) whose log lines report every blob (pulled, or already in the store).
+pub struct RegistrySource<'a> {
+    client: RegistryClient,
+    platform: PlatformSpec,
+    events: &'a dyn EventSink,
+    /// Only references not found elsewhere reach this source, except with `pull`, where a
+    /// manifest the registry does not know falls back to the store.
+    pull: bool,
+    next_id: AtomicU32,
+}
+
+impl<'a> RegistrySource<'a> {
+    /// A source pulling with `settings`, for `platform`, reporting to `events`.
+    pub fn new(
+        settings: &RegistrySettings,
+        platform: PlatformSpec,
+        events: &'a dyn EventSink,
+    ) -> Self {
+        RegistrySource {
+            client: settings.client(),
+            platform,
+            events,
+            pull: settings.pull,
+            next_id: AtomicU32::new(u32::MAX),
+        }
+    }
+}
+
+impl ImageSource for RegistrySource<'_> {
+    fn resolve(&self, reference: &str, store: &Store) -> Result<Option<ResolvedImage>, BuildError> {
+        let Ok(parsed) = reference.parse::<Reference>() else {
+            return Ok(None);
+        };
+        let id = StepId(self.next_id.fetch_sub(1, Ordering::SeqCst));
+        let started = Instant::now();
+        self.events.emit(Event::StepStarted {
+            id,
+            name: format!("[internal] load metadata for {parsed}"),
+        });
+        let log = |line: String| {
+            self.events.emit(Event::Log {
+                id,
+                stream: LogStream::Builder,
+                line,
+            })
+        };
+        let progress = |p: &Progress| match p {
+            Progress::Resolved { digest, .. } => log(format!("resolve {parsed}: {digest}")),
+            Progress::BlobDone { digest } => log(format!("pull {digest}: done")),
+            Progress::BlobSkipped { digest } => log(format!("pull {digest}: already in store")),
+            Progress::Retry {
+                what,
+                attempt,
+                error,
+            } => log(format!("retry {what} (attempt {attempt}): {error}")),
+            _ => {}
+        };
+        let opts = PullOptions {
+            platform: Some(&self.platform),
+            progress: Some(&progress),
+        };
+        let pulled = match self.client.pull(&parsed, store.blobs(), &opts) {
+            Ok(p) => p,
+            Err(RegistryError::NotFound { .. }) if self.pull => {
+                self.events.emit(Event::StepDone {
+                    id,
+                    duration: started.elapsed(),
+                });
+                return Ok(None);
+            }
+            Err(e) => {
+                self.events.emit(Event::StepFailed {
+                    id,
+                    error: e.to_string(),
+                });
+                // Without `--pull` the store was asked first: say so, as the user may have
+                // meant a local image.
+                let reason = if self.pull {
+                    format!("pull {parsed}: {e}")
+                } else {
+                    format!("not found in the local store; pull {parsed}: {e}")
+                };
+                return Err(source_error(reference, reason));
+            }
+        };
+        let stored = pulled
+            .stored(store.blobs())
+            .map_err(|e| source_error(reference, e))?;
+        if parsed.digest().is_none() {
+            // Name the image by its tag so later builds resolve it locally (until `--pull`).
+            store.put_name(parsed.image_name(), &stored)?;
+        }
+        self.events.emit(Event::StepDone {
+            id,
+            duration: started.elapsed(),
+        });
+        ResolvedImage::from_stored(reference, &stored).map(Some)
     }
 }
 
@@ -400,7 +596,64 @@ mod tests {
     }
 
     #[test]
-    fn unknown_reference_names_the_registry_gap() {
+    fn registry_settings_follow_the_request() {
+        let mut req = BuildRequest::new(
+            None,
+            crate::solve::request::DockerfileSource::Text {
+                name: "Dockerfile".into(),
+                text: String::new(),
+            },
+        );
+        req.pull = true;
+        req.insecure_registries = vec!["reg.example:5000".into()];
+        req.registry_credentials = Some(PathBuf::from("/cfg/config.json"));
+        let settings = RegistrySettings::from_request(&req);
+        assert!(settings.pull);
+        let client = settings.client();
+        let cases = [
+            ("reg.example:5000", true),
+            ("127.0.0.1:5000", true),
+            ("localhost", true),
+            ("ghcr.io", false),
+        ];
+        for (host, insecure) in cases {
+            assert_eq!(client.is_insecure(host), insecure, "{host}");
+        }
+        assert!(matches!(
+            client.options().credentials,
+            CredentialsSource::DockerConfig(ref p) if p == Path::new("/cfg/config.json")
+        ));
+    }
+
+    #[test]
+    fn pulls_report_as_pseudo_steps() {
+        // An unreachable registry: the failure is reported on the pseudo-step and returned.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let sink = crate::events::CollectSink::new();
+        let settings = RegistrySettings::default();
+        let resolver =
+            Resolver::with_registry(&BTreeMap::new(), host_platform_spec(), &settings, &sink);
+        let err = resolver
+            .resolve("127.0.0.1:1/nothing:here", &store)
+            .expect_err("nothing listens on port 1");
+        assert!(
+            err.to_string().starts_with(
+                "image source 127.0.0.1:1/nothing:here: not found in the local store; \
+                 pull 127.0.0.1:1/nothing:here: "
+            ),
+            "{err}"
+        );
+        let events = sink.events();
+        assert!(matches!(
+            &events[0],
+            Event::StepStarted { name, .. } if name == "[internal] load metadata for 127.0.0.1:1/nothing:here"
+        ));
+        assert!(matches!(events.last(), Some(Event::StepFailed { .. })));
+    }
+
+    #[test]
+    fn the_offline_chain_reports_unknown_images() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
         let resolver = Resolver::new(&BTreeMap::new(), host_platform_spec());
@@ -409,7 +662,7 @@ mod tests {
             .expect_err("not in the store");
         assert_eq!(
             err.to_string(),
-            "image alpine:3.20 not found in the local store; registry pulls are not available yet"
+            "image alpine:3.20 not found: no named context, local image or registry provides it"
         );
     }
 }

@@ -1,8 +1,35 @@
 //! Failing builds: the error names the stage, the instruction and its Dockerfile line.
 
+use std::path::Path;
+
+use rbuild::graph::Origin;
 use rbuild::BuildError;
 
-use crate::build_support::{old_files, store_with_busybox, text_request};
+use crate::build_support::{old_files, store_with_busybox, text_request, TestStore};
+
+/// Build `text` on the context `ctx`, which must fail in a step (`why` names the expected
+/// failure): the error, the step's origin and its message.
+pub(crate) fn step_failure(
+    t: &TestStore,
+    ctx: &Path,
+    text: &str,
+    why: &str,
+) -> (BuildError, Origin, String) {
+    let err = rbuild::build(
+        &t.store,
+        &text_request(Some(ctx), text),
+        &rbuild::events::NullSink,
+    )
+    .expect_err(why);
+    let BuildError::Step {
+        origin, message, ..
+    } = &err
+    else {
+        panic!("unexpected error {err:?}");
+    };
+    let (origin, message) = (origin.clone(), message.clone());
+    (err, origin, message)
+}
 
 #[test]
 fn a_missing_copy_source_points_at_its_line() {
@@ -25,18 +52,7 @@ fn a_missing_copy_source_points_at_its_line() {
         ("FROM scratch\n\nCOPY secret.key /k\n", 3, "secret.key"),
     ];
     for (text, line, needle) in cases {
-        let err = rbuild::build(
-            &t.store,
-            &text_request(Some(&ctx), text),
-            &rbuild::events::NullSink,
-        )
-        .expect_err("missing source");
-        let BuildError::Step {
-            origin, message, ..
-        } = &err
-        else {
-            panic!("unexpected error {err:?}");
-        };
+        let (err, origin, message) = step_failure(&t, &ctx, text, "missing source");
         assert_eq!(origin.start_line, line, "{text}");
         assert!(message.contains(needle), "{message}");
         assert!(
@@ -83,18 +99,7 @@ fn a_source_hidden_by_dockerignore_names_the_rule_and_the_step() {
         ),
     ];
     for (text, line, what, rule) in cases {
-        let err = rbuild::build(
-            &t.store,
-            &text_request(Some(&ctx), text),
-            &rbuild::events::NullSink,
-        )
-        .expect_err("excluded source");
-        let BuildError::Step {
-            origin, message, ..
-        } = &err
-        else {
-            panic!("unexpected error {err:?}");
-        };
+        let (_, origin, message) = step_failure(&t, &ctx, text, "excluded source");
         assert_eq!(origin.start_line, line, "{text}");
         assert!(origin.instruction.starts_with("COPY"), "{origin:?}");
         assert!(message.contains(what), "{message}");

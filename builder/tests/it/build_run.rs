@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use rbuild::{BuildError, Runtime};
 
+use crate::build_sources::rootfs_of;
 use crate::build_support::{build, step_outcomes, store_with_busybox, text_request};
 
 fn runc(mut req: rbuild::BuildRequest) -> rbuild::BuildRequest {
@@ -21,14 +22,7 @@ fn run_changes_become_a_cached_layer() {
     let text = "FROM busybox:test\nARG WHO=world\nRUN echo \"hello $WHO\" > /hi.txt && mkdir -p /opt/x\nRUN true\n";
     let (out, events) = build(&t.store, &runc(text_request(None, text)));
     assert!(step_outcomes(&events).values().any(|c| !c));
-    let dest = t.dir.path().join("rootfs");
-    rbuild::export(
-        &t.store,
-        &out.image,
-        &[],
-        &rbuild::Output::Local { dest: dest.clone() },
-    )
-    .expect("export");
+    let dest = rootfs_of(&t, &out, "rootfs");
     assert_eq!(
         fs::read_to_string(dest.join("hi.txt")).expect("hi"),
         "hello world\n"
@@ -107,14 +101,7 @@ fn run_mounts_read_other_stages_and_the_context() {
                 RUN --mount=type=bind,from=build,source=/src,target=/m cat /m/in.txt > /a.txt\n\
                 RUN --mount=type=bind,target=/ctx cat /ctx/in.txt > /b.txt\n";
     let (out, _) = build(&t.store, &runc(text_request(Some(&ctx), text)));
-    let dest = t.dir.path().join("rootfs");
-    rbuild::export(
-        &t.store,
-        &out.image,
-        &[],
-        &rbuild::Output::Local { dest: dest.clone() },
-    )
-    .expect("export");
+    let dest = rootfs_of(&t, &out, "rootfs");
     assert_eq!(
         fs::read_to_string(dest.join("a.txt")).expect("a"),
         "from the context\n"
@@ -137,14 +124,7 @@ fn the_builtin_sandbox_runs_steps_too() {
     let mut req = text_request(None, text);
     req.runtime = Runtime::Builtin;
     let (out, _) = build(&t.store, &req);
-    let dest = t.dir.path().join("rootfs");
-    rbuild::export(
-        &t.store,
-        &out.image,
-        &[],
-        &rbuild::Output::Local { dest: dest.clone() },
-    )
-    .expect("export");
+    let dest = rootfs_of(&t, &out, "rootfs");
     let w = dest.join("home/app/w");
     assert_eq!(
         fs::read_to_string(w.join("uid.txt")).expect("uid"),

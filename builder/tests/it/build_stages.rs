@@ -5,29 +5,15 @@ use std::fs;
 
 use serde_json::json;
 
+use crate::build_sources::rootfs_of;
 use crate::build_support::{build, config_json, copy_fixture, old, request, store_with_busybox};
-
-fn local_rootfs(
-    t: &crate::build_support::TestStore,
-    out: &rbuild::BuildOutcome,
-) -> std::path::PathBuf {
-    let dest = t.dir.path().join("rootfs");
-    rbuild::export(
-        &t.store,
-        &out.image,
-        &[],
-        &rbuild::Output::Local { dest: dest.clone() },
-    )
-    .expect("export local");
-    dest
-}
 
 #[test]
 fn release_copies_from_stages_by_name_index_and_image() {
     let t = store_with_busybox();
     let case = copy_fixture("build-stages", &t.dir.path().join("case"), old());
     let (out, _) = build(&t.store, &request(&case));
-    let root = local_rootfs(&t, &out);
+    let root = rootfs_of(&t, &out, "rootfs");
     assert_eq!(
         fs::read_to_string(root.join("app/one.txt")).expect("one"),
         "one\n"
@@ -65,7 +51,7 @@ fn target_builds_only_what_it_needs() {
     req.target = Some("extra".into());
     let (out, _) = build(&t.store, &req);
     assert_eq!(out.steps, 2, "FROM scratch and one COPY");
-    let root = local_rootfs(&t, &out);
+    let root = rootfs_of(&t, &out, "rootfs");
     assert_eq!(
         fs::read_to_string(root.join("one.txt")).expect("one"),
         "one\n"
@@ -83,7 +69,7 @@ fn the_readme_hello_fixture_builds_with_its_dockerfile_inside_the_context() {
     );
     req.tags = vec!["hello:v1".into()];
     let (out, _) = build(&t.store, &req);
-    let root = local_rootfs(&t, &out);
+    let root = rootfs_of(&t, &out, "rootfs");
     assert_eq!(
         fs::read_to_string(root.join("hello.txt"))
             .expect("hello")

@@ -921,27 +921,21 @@ fn build_with_copy_and_add_unpacks_as_expected() {
 
 #[test]
 fn build_reports_a_missing_source_at_its_line() {
-    use crate::build_support::{store_with_busybox, text_request};
+    use crate::build_errors::step_failure;
+    use crate::build_support::store_with_busybox;
 
     let t = store_with_busybox();
     let ctx = t.dir.path().join("ctx");
     file(&ctx, "a.txt", "a", 0o644);
     file(&ctx, ".dockerignore", "a.txt\n", 0o644);
-    let err = rbuild::build(
-        &t.store,
-        &text_request(Some(&ctx), "FROM busybox:test\n\nCOPY a.txt /a.txt\n"),
-        &rbuild::events::NullSink,
-    )
-    .expect_err("excluded source");
+    let text = "FROM busybox:test\n\nCOPY a.txt /a.txt\n";
+    let (err, origin, _) = step_failure(&t, &ctx, text, "excluded source");
     let text = err.to_string();
     // The cache key is computed before the copy is planned, so the context hasher reports the
     // missing file first (without the rule; `plan_copy` names it, see
     // `dockerignore_hides_files_and_names_the_rule`).
     assert!(text.contains("\"/a.txt\": not found"), "{text}");
-    match &err {
-        rbuild::BuildError::Step { origin, .. } => assert_eq!(origin.start_line, 3),
-        other => panic!("unexpected {other:?}"),
-    }
+    assert_eq!(origin.start_line, 3);
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod build_cache;
 mod build_config;
 mod build_errors;
 mod build_export;
+mod build_registry;
 mod build_repro;
 mod build_run;
 mod build_sources;

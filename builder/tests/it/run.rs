@@ -39,10 +39,7 @@ fn base_layer(dir: &Path) {
     }
     fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod");
     std::os::unix::fs::chown(dir.join("home/app"), Some(1000), Some(1000)).expect("chown");
-    fs::copy("/bin/busybox", dir.join("bin/busybox")).expect("copy busybox");
-    for a in APPLETS {
-        std::os::unix::fs::symlink("busybox", dir.join("bin").join(a)).expect("applet");
-    }
+    rbuild_test_support::busybox_bin(dir, APPLETS).expect("busybox in /bin");
     fs::write(dir.join("etc/passwd"), PASSWD).expect("passwd");
     fs::write(dir.join("etc/group"), GROUP).expect("group");
     fs::write(dir.join("base/file1"), b"one").expect("write");

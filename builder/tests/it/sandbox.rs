@@ -35,12 +35,7 @@ pub fn busybox_rootfs() -> tempfile::TempDir {
         .prefix("rbuild-rootfs-")
         .tempdir()
         .expect("tempdir");
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).expect("mkdir bin");
-    std::fs::copy("/bin/busybox", bin.join("busybox")).expect("copy busybox");
-    for a in APPLETS {
-        std::os::unix::fs::symlink("busybox", bin.join(a)).expect("applet link");
-    }
+    rbuild_test_support::busybox_bin(dir.path(), APPLETS).expect("busybox in /bin");
     dir
 }
 

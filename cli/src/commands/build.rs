@@ -2,7 +2,8 @@
 //! [`rbuild::solve::BuildRequest`] (reading here everything that comes from the environment or
 //! from files: secrets, `SOURCE_DATE_EPOCH`, bare `--build-arg KEY`s, the SSH agent socket),
 //! run the build into the local store with progress on stderr, write each `-o` output, and say
-//! what was produced: the image digest, its tags and where it was written.
+//! what was produced: the image digest, its tags, where it was written and pushed (`--push`,
+//! `-o type=registry`; credentials come from the Docker config, as `docker build` reads them).
 //!
 //! As with `docker build`, `-f` is relative to the working directory and defaults to
 //! `CONTEXT/Dockerfile`; CONTEXT `-` (or `-f -`) reads the Dockerfile from stdin, and `-` as
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rbuild::graph::NetworkMode;
+use rbuild::solve::sources::RegistrySettings;
 use rbuild::solve::{BuildOutcome, BuildRequest, DockerfileSource, NamedContext, Output, Runtime};
 use rbuild::store::Store;
 use rbuild_dockerfile::lower::Platform;
@@ -91,6 +93,15 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), CliError> {
     req.epoch = epoch;
     req.compression = compression;
     req.tags = args.tags.clone();
+    req.pull = args.pull;
+    req.push = args.push;
+    req.insecure_registries = args.insecure_registries.clone();
+    req.registry_credentials = env::docker_config();
+    if args.push && args.tags.is_empty() {
+        return Err(CliError::Usage(
+            "--push needs a name: give -t REGISTRY/NAME:TAG".into(),
+        ));
+    }
 
     let store = Store::open(&root)?;
     let style = Style::choose(args.progress, std::io::stderr().is_terminal());
@@ -117,7 +128,15 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), CliError> {
     let mut written = Vec::new();
     for spec in &args.outputs {
         let names = output_names(&outcome.tags, &spec.names);
-        if let Err(error) = rbuild::solve::export(&store, &outcome.image, &names, &spec.output) {
+        let registry = RegistrySettings::from_request(&req);
+        if let Err(error) = rbuild::solve::export_with(
+            &store,
+            &outcome.image,
+            &names,
+            &spec.output,
+            &registry,
+            &progress,
+        ) {
             progress.finish();
             return Err(CliError::Build {
                 dockerfile: None,
@@ -164,6 +183,9 @@ fn summarize(
             store_root.display()
         ));
     }
+    for p in &outcome.pushed {
+        progress.line(&format!("pushed {} ({})", p.reference, p.digest));
+    }
     for w in written {
         progress.line(&format!("wrote {w}"));
     }
@@ -174,6 +196,7 @@ fn summarize(
         "tags": outcome.tags.iter().map(|t| t.to_string()).collect::<Vec<_>>(),
         "store": store_root.display().to_string(),
         "outputs": written,
+        "pushed": outcome.pushed.iter().map(|p| p.reference.to_string()).collect::<Vec<_>>(),
         "steps": outcome.steps,
         "cached": outcome.cached,
     }));
@@ -198,6 +221,8 @@ pub fn describe_output(output: &Output) -> String {
         Output::Docker { dest } => format!("docker archive to {}", dest.display()),
         Output::Local { dest } => format!("root filesystem to {}", dest.display()),
         Output::Tar { dest } => format!("root filesystem tar to {}", dest.display()),
+        Output::Registry { names } if names.is_empty() => "registry (the image's names)".into(),
+        Output::Registry { names } => format!("registry as {}", names.join(", ")),
     }
 }
 

@@ -99,7 +99,13 @@ fn parse_errors_exit_1_with_the_line() {
 #[test]
 fn missing_base_image_says_so() {
     let env = Env::new();
-    let ctx = env.context("ctx", &[("Dockerfile", "FROM nosuchimage:1\n")]);
+    // A loopback registry nothing listens on, so the test never reaches a public registry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    let dockerfile = format!("FROM 127.0.0.1:{port}/nosuchimage:1\n");
+    let ctx = env.context("ctx", &[("Dockerfile", dockerfile.as_str())]);
     let out = env.rbuild(&["--progress", "plain", &ctx.display().to_string()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(

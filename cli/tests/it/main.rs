@@ -6,6 +6,7 @@ mod errors;
 mod flags;
 mod outputs;
 mod plan;
+mod registry;
 mod run;
 mod store;
 mod support;

@@ -186,27 +186,27 @@ impl Scan<'_> {
 
     /// Read a parameter name at the cursor; empty when there is none.
     fn process_name(&mut self) -> String {
-        let mut name = String::new();
-        while let Some(ch) = self.peek() {
-            if name.is_empty() && is_go_digit(ch) {
-                while let Some(digit) = self.peek().filter(|&c| is_go_digit(c)) {
-                    self.next_char();
-                    name.push(digit);
-                }
-                return name;
-            }
-            if name.is_empty() && is_special_param(ch) {
-                self.next_char();
-                return ch.to_string();
-            }
-            if !is_go_letter(ch) && !is_go_digit(ch) && ch != '_' {
-                break;
-            }
+        let name = param_name(self.rest());
+        for _ in name.chars() {
             self.next_char();
-            name.push(ch);
         }
-        name
+        name.to_string()
     }
+}
+
+/// The parameter name at the start of `rest` (BuildKit's `processName`): a run of digits (a
+/// positional parameter), one special parameter character, or letters, digits and `_` not
+/// starting with a digit; empty when there is none. Shared with the heredoc marker lexer.
+pub(crate) fn param_name(rest: &str) -> &str {
+    let end = match rest.chars().next() {
+        None => 0,
+        Some(ch) if is_go_digit(ch) => rest.find(|c| !is_go_digit(c)).unwrap_or(rest.len()),
+        Some(ch) if is_special_param(ch) => ch.len_utf8(),
+        Some(_) => rest
+            .find(|c| !is_go_letter(c) && !is_go_digit(c) && c != '_')
+            .unwrap_or(rest.len()),
+    };
+    &rest[..end]
 }
 
 fn unsupported(chs: &str, start: usize) -> ShellError {
@@ -225,6 +225,27 @@ fn required(name: &str, word: &str, default: &str, start: usize) -> ShellError {
 mod tests {
     use super::super::{Env, Lexer};
     use std::collections::BTreeMap;
+
+    #[test]
+    fn param_name_reads_what_process_name_reads() {
+        let cases = [
+            ("", ""),
+            ("123abc", "123"),
+            ("0x", "0"),
+            ("@x", "@"),
+            ("$$", "$"),
+            ("-x", "-"),
+            ("a_b1-c", "a_b1"),
+            ("_x}", "_x"),
+            ("한글 x", "한글"),
+            ("\u{663}\u{664}x", "\u{663}\u{664}"),
+            (".x", ""),
+            ("}", ""),
+        ];
+        for (rest, want) in cases {
+            assert_eq!(super::param_name(rest), want, "{rest:?}");
+        }
+    }
 
     fn env() -> BTreeMap<String, String> {
         [

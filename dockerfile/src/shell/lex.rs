@@ -168,6 +168,11 @@ impl<'a> Scan<'a> {
         self.src[self.pos..].chars().next()
     }
 
+    /// The text from the cursor to the end of the word.
+    pub(super) fn rest(&self) -> &'a str {
+        &self.src[self.pos..]
+    }
+
     /// Consume and return the next character; `None` at the end of the word.
     pub(super) fn next_char(&mut self) -> Option<char> {
         let ch = self.peek()?;
@@ -336,9 +341,9 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// Word splitting state (BuildKit's `wordsStruct`).
+/// Word splitting state (BuildKit's `wordsStruct`), shared with the heredoc marker lexer.
 #[derive(Default)]
-struct Words {
+pub(crate) struct Words {
     buf: String,
     words: Vec<String>,
     in_word: bool,
@@ -346,7 +351,7 @@ struct Words {
 
 impl Words {
     /// An unquoted character: whitespace ends the current word, anything else extends it.
-    fn add_char(&mut self, ch: char) {
+    pub(crate) fn add_char(&mut self, ch: char) {
         if ch.is_whitespace() {
             if self.in_word && !self.buf.is_empty() {
                 self.words.push(std::mem::take(&mut self.buf));
@@ -358,23 +363,26 @@ impl Words {
     }
 
     /// A quoted or escaped character: always part of the word.
-    fn add_raw_char(&mut self, ch: char) {
+    pub(crate) fn add_raw_char(&mut self, ch: char) {
         self.buf.push(ch);
         self.in_word = true;
     }
 
-    fn add_string(&mut self, s: &str) {
+    /// Unquoted text: each character as [`Words::add_char`].
+    pub(crate) fn add_string(&mut self, s: &str) {
         for ch in s.chars() {
             self.add_char(ch);
         }
     }
 
-    fn add_raw_string(&mut self, s: &str) {
+    /// Quoted or escaped text: always part of the word.
+    pub(crate) fn add_raw_string(&mut self, s: &str) {
         self.buf.push_str(s);
         self.in_word = true;
     }
 
-    fn finish(mut self) -> Vec<String> {
+    /// The words, the last one included when it is not empty.
+    pub(crate) fn finish(mut self) -> Vec<String> {
         if !self.buf.is_empty() {
             self.words.push(self.buf);
         }

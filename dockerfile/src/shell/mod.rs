@@ -23,7 +23,9 @@ mod lex;
 mod pattern;
 
 pub use env::Env;
+pub(crate) use expand::param_name;
 pub use lex::Lexer;
+pub(crate) use lex::Words;
 
 /// Result of expanding one word, with the variables it referenced (for cache keys).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

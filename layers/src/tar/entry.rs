@@ -71,6 +71,21 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// The kind of a character or block device, with the major and minor numbers of its
+    /// `st_rdev`; `None` for any other file type.
+    pub fn device(md: &std::fs::Metadata) -> Option<EntryKind> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let ft = md.file_type();
+        let (major, minor) = (rustix::fs::major(md.rdev()), rustix::fs::minor(md.rdev()));
+        if ft.is_char_device() {
+            Some(EntryKind::CharDevice { major, minor })
+        } else if ft.is_block_device() {
+            Some(EntryKind::BlockDevice { major, minor })
+        } else {
+            None
+        }
+    }
+
     /// A short lowercase name of the kind, for messages (`file`, `dir`, `symlink`, …).
     pub fn name(&self) -> &'static str {
         match self {
@@ -252,6 +267,22 @@ pub fn compare_names(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_kind_from_metadata() {
+        let md = |p: &str| std::fs::symlink_metadata(p).expect("stat");
+        let cases = [
+            (
+                "/dev/null",
+                Some(EntryKind::CharDevice { major: 1, minor: 3 }),
+            ),
+            ("/", None),
+            (env!("CARGO_MANIFEST_PATH"), None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(EntryKind::device(&md(path)), want, "{path}");
+        }
+    }
 
     macro_rules! path_case {
         ($name:ident, $input:expr, ok) => {

@@ -277,16 +277,8 @@ impl<W: Write> TarWriter<W> {
                 EntryKind::Symlink { target }
             } else if ft.is_file() {
                 EntryKind::File { size: meta.len() }
-            } else if ft.is_char_device() {
-                EntryKind::CharDevice {
-                    major: rustix::fs::major(meta.rdev()),
-                    minor: rustix::fs::minor(meta.rdev()),
-                }
-            } else if ft.is_block_device() {
-                EntryKind::BlockDevice {
-                    major: rustix::fs::major(meta.rdev()),
-                    minor: rustix::fs::minor(meta.rdev()),
-                }
+            } else if let Some(device) = EntryKind::device(&meta) {
+                device
             } else {
                 EntryKind::Fifo
             };

@@ -3,12 +3,13 @@
 //! digests and diffIDs for every compression.
 
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rbuild_layers::compress::{CompressOptions, Compression};
 use rbuild_layers::store::{BlobStore, LayerInfo, LayerOptions, LayerWriter};
 use rbuild_layers::tar::write::TarOptions;
+use tempfile::TempDir;
 
 /// Files of the tree: (path, content length, seed). Big enough for several gzip blocks.
 const FILES: &[(&str, usize, u8)] = &[
@@ -74,6 +75,27 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// A scratch dir holding a blob store and the tree built twice: at `first` (in order, mtime
+/// 1,600,000,000) and at `second` (relative path; in reverse order when `reverse`, mtime
+/// 1,700,000,000). Keep the dir alive while the paths are used.
+fn store_and_two_trees(second: &str, reverse: bool) -> (TempDir, BlobStore, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = BlobStore::ensure(dir.path().join("store")).expect("ensure");
+    let first = dir.path().join("first");
+    let second = dir.path().join(second);
+    build_tree(
+        &first,
+        false,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000),
+    );
+    build_tree(
+        &second,
+        reverse,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+    );
+    (dir, store, first, second)
+}
+
 fn pack(
     store: &BlobStore,
     dir: &Path,
@@ -91,20 +113,7 @@ fn pack(
 
 #[test]
 fn same_tree_in_two_places_with_any_thread_count_gives_the_same_layer() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = BlobStore::ensure(dir.path().join("store")).expect("ensure");
-    let first = dir.path().join("first");
-    let second = dir.path().join("elsewhere/second");
-    build_tree(
-        &first,
-        false,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000),
-    );
-    build_tree(
-        &second,
-        true,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-    );
+    let (_dir, store, first, second) = store_and_two_trees("elsewhere/second", true);
 
     for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
         let reference = pack(&store, &first, compression, 1, TarOptions::default());
@@ -125,20 +134,7 @@ fn same_tree_in_two_places_with_any_thread_count_gives_the_same_layer() {
 
 #[test]
 fn kept_mtimes_make_the_layers_differ_and_epoch_clamps_them() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = BlobStore::ensure(dir.path().join("store")).expect("ensure");
-    let first = dir.path().join("first");
-    let second = dir.path().join("second");
-    build_tree(
-        &first,
-        false,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000),
-    );
-    build_tree(
-        &second,
-        false,
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-    );
+    let (_dir, store, first, second) = store_and_two_trees("second", false);
     let kept =
         [&first, &second].map(|t| pack(&store, t, Compression::None, 1, TarOptions::keep_mtimes()));
     assert_ne!(kept[0].diff_id, kept[1].diff_id);

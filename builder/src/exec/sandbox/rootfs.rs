@@ -15,7 +15,6 @@
 //! the old root stacked on top.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -232,7 +231,7 @@ impl Stubs {
             }
             let parent_times = fs::symlink_metadata(&parent)
                 .ok()
-                .map(|md| [(md.atime(), md.atime_nsec()), (md.mtime(), md.mtime_nsec())]);
+                .map(|md| crate::snapshot::copy::times_of(&md));
             let this_kind = if last { kind } else { StubKind::Dir };
             match this_kind {
                 StubKind::Dir => fs::create_dir(&cur).map_err(io_err("mkdir", &cur))?,
@@ -295,30 +294,13 @@ impl Stubs {
 }
 
 /// Put back a directory's atime and mtime; best effort (the directory may be gone).
-fn restore_times(path: &Path, [(asec, ansec), (msec, mnsec)]: [(i64, i64); 2]) {
+fn restore_times(path: &Path, times: [(i64, i64); 2]) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return;
     };
-    let ts = [
-        libc::timespec {
-            tv_sec: asec,
-            tv_nsec: ansec,
-        },
-        libc::timespec {
-            tv_sec: msec,
-            tv_nsec: mnsec,
-        },
-    ];
-    // SAFETY: valid C string and a two-element timespec array.
-    unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            ts.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
+    // Best effort: a directory removed meanwhile has no times to put back.
+    let _ = crate::snapshot::copy::set_times(&c, times);
 }
 
 /// Bind the root onto itself (pivot_root needs a mount point), as the first step in the new

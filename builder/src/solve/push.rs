@@ -1,0 +1,141 @@
+//! Pushing a stored image to registries: what `rbuild build --push`, `-o type=registry` and
+//! `rbuild push` do, as BuildKit's image exporter does with `push=true`.
+//!
+//! The manifest is pushed byte for byte from the local store, so the digest the registry
+//! reports equals the local one. Blobs the registry already has are skipped, and layers of the
+//! base image are mounted from their source repository when it lives on the same registry
+//! (the client tries `mount=…&from=…`). Each push shows as a pseudo-step
+//! `[internal] pushing REF` whose log lines report every blob.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use rbuild_layers::digest::Digest;
+
+use crate::error::BuildError;
+use crate::events::{Event, EventSink, LogStream};
+use crate::graph::StepId;
+use crate::registry::{Progress, PushOptions, PushedImage, Reference};
+use crate::solve::sources::RegistrySettings;
+use crate::store::Store;
+
+/// Pseudo-step ids for pushes count down from here (pulls use the ids above).
+const FIRST_PUSH_ID: u32 = u32::MAX - (1 << 16);
+
+/// Push the manifest `digest` (in `store`) to every reference in `targets`, in order; pushing
+/// stops at the first failure. `bases` are the references of the images the build started
+/// from: blobs are mounted from those on the target's registry before being uploaded.
+pub fn push_image(
+    store: &Store,
+    digest: &Digest,
+    targets: &[String],
+    bases: &[String],
+    settings: &RegistrySettings,
+    events: &dyn EventSink,
+) -> Result<Vec<PushedImage>, BuildError> {
+    if targets.is_empty() {
+        return Err(BuildError::Request {
+            field: "push",
+            reason: "no image name to push to (give -t NAME or name=…)".into(),
+        });
+    }
+    let client = settings.client();
+    let next_id = AtomicU32::new(FIRST_PUSH_ID);
+    let mut pushed = Vec::new();
+    for target in targets {
+        let reference: Reference = target.parse().map_err(|e| BuildError::Source {
+            reference: target.clone(),
+            reason: format!("{e}"),
+        })?;
+        let mount_from = mount_sources(&reference, bases);
+        let id = StepId(next_id.fetch_sub(1, Ordering::SeqCst));
+        let started = Instant::now();
+        events.emit(Event::StepStarted {
+            id,
+            name: format!("[internal] pushing {reference}"),
+        });
+        let log = |line: String| {
+            events.emit(Event::Log {
+                id,
+                stream: LogStream::Builder,
+                line,
+            })
+        };
+        let progress = |p: &Progress| match p {
+            Progress::BlobDone { digest } => log(format!("push {digest}: done")),
+            Progress::BlobSkipped { digest } => log(format!("push {digest}: already exists")),
+            Progress::BlobMounted { digest, from } => {
+                log(format!("push {digest}: mounted from {from}"))
+            }
+            Progress::ManifestPushed { reference, digest } => {
+                log(format!("manifest {reference}: {digest}"))
+            }
+            Progress::Retry {
+                what,
+                attempt,
+                error,
+            } => log(format!("retry {what} (attempt {attempt}): {error}")),
+            _ => {}
+        };
+        let opts = PushOptions {
+            mount_from: &mount_from,
+            progress: Some(&progress),
+            ..PushOptions::default()
+        };
+        match client.push(store.blobs(), digest, &reference, &opts) {
+            Ok(p) => {
+                events.emit(Event::StepDone {
+                    id,
+                    duration: started.elapsed(),
+                });
+                pushed.push(p);
+            }
+            Err(e) => {
+                events.emit(Event::StepFailed {
+                    id,
+                    error: e.to_string(),
+                });
+                return Err(BuildError::Source {
+                    reference: target.clone(),
+                    reason: format!("push: {e}"),
+                });
+            }
+        }
+    }
+    Ok(pushed)
+}
+
+/// The repositories of `bases` on the same registry as `target` (cross-repository mount
+/// candidates), sorted and without repeats.
+fn mount_sources(target: &Reference, bases: &[String]) -> Vec<String> {
+    let mut repos: Vec<String> = bases
+        .iter()
+        .filter_map(|b| b.parse::<Reference>().ok())
+        .filter(|b| b.registry_host() == target.registry_host())
+        .map(|b| b.repository().to_string())
+        .filter(|r| r != target.repository())
+        .collect();
+    repos.sort();
+    repos.dedup();
+    repos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_come_from_bases_on_the_same_registry() {
+        let target: Reference = "reg:5000/team/app:v1".parse().expect("reference");
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["reg:5000/base:1", "reg:5000/base@sha256:0000000000000000000000000000000000000000000000000000000000000000"], &["base"]),
+            (&["other:5000/base:1", "alpine:3.20"], &[]),
+            (&["reg:5000/team/app:v0"], &[]),
+            (&["reg:5000/z:1", "reg:5000/a/b:2"], &["a/b", "z"]),
+        ];
+        for (bases, want) in cases {
+            let bases: Vec<String> = bases.iter().map(|b| b.to_string()).collect();
+            assert_eq!(mount_sources(&target, &bases), *want, "{bases:?}");
+        }
+    }
+}

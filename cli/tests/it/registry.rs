@@ -1,0 +1,199 @@
+//! `rbuild build --push`, `-o type=registry`, `rbuild push`, `rbuild login/logout` against a
+//! real registry on 127.0.0.1 (the builder tests' harness), checked with skopeo.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use rbuild::registry::{PushOptions, Reference};
+
+use crate::support::{built_digest, text, workspace, Env};
+
+#[allow(dead_code)]
+#[path = "../../../builder/tests/it/registry_support.rs"]
+mod registry_support;
+
+use registry_support::{client, skopeo, AuthMode, LocalImages, Registry, PASSWORD, USER};
+
+/// Run rbuild with this env's store and a private Docker config dir.
+fn rbuild(env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+    cmd.args(args)
+        .current_dir(workspace())
+        .env("RBUILD_ROOT", env.root())
+        .env("DOCKER_CONFIG", env.path("docker"))
+        .env_remove("SOURCE_DATE_EPOCH")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(input) = stdin {
+        cmd.stdin(Stdio::piped());
+        let mut child = cmd.spawn().expect("rbuild starts");
+        {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().expect("stdin pipe");
+            pipe.write_all(input.as_bytes()).expect("write stdin");
+        }
+        return child.wait_with_output().expect("rbuild runs");
+    }
+    cmd.stdin(Stdio::null());
+    cmd.output().expect("rbuild runs")
+}
+
+fn ok(env: &Env, args: &[&str], stdin: Option<&str>) -> (String, String) {
+    let out = rbuild(env, args, stdin);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "rbuild {args:?}\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    (text(&out.stdout), text(&out.stderr))
+}
+
+fn seed(registry: &Registry, creds: Option<(&str, &str, &str)>) -> LocalImages {
+    let images = LocalImages::new();
+    let target: Reference = format!("{}/base:1", registry.host)
+        .parse()
+        .expect("reference");
+    client(creds)
+        .push(
+            images.store(),
+            &images.manifest,
+            &target,
+            &PushOptions::default(),
+        )
+        .expect("seed the registry");
+    images
+}
+
+fn remote_digest(env: &Env, reference: &str, name: &str) -> String {
+    let oci = env.path(name);
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{reference}"),
+        &format!("oci:{}:t", oci.display()),
+    ]);
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(Path::new(&oci).join("index.json")).expect("index.json"),
+    )
+    .expect("index json");
+    index["manifests"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string()
+}
+
+#[test]
+fn build_push_output_registry_and_push_agree_with_skopeo() {
+    let registry = Registry::start(AuthMode::Plain);
+    seed(&registry, None);
+    let env = Env::new();
+    let host = &registry.host;
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {host}/base:1\nCOPY a.txt /a.txt\n"),
+            ),
+            ("a.txt", "a\n"),
+        ],
+    );
+    let ctx = ctx.to_str().expect("utf-8 path");
+    let app = format!("{host}/app:v1");
+    let (_, stderr) = ok(
+        &env,
+        &["build", "--progress", "plain", "--push", "-t", &app, ctx],
+        None,
+    );
+    let digest = built_digest(&stderr);
+    assert!(
+        stderr.contains(&format!("load metadata for {host}/base:1")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("pushed {app}")), "{stderr}");
+    assert_eq!(remote_digest(&env, &app, "pulled-app"), digest);
+
+    // -o type=registry,name=… pushes the same manifest under another name.
+    let other = format!("{host}/other:v2");
+    ok(
+        &env,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "-o",
+            &format!("type=registry,name={other}"),
+            ctx,
+        ],
+        None,
+    );
+    assert_eq!(remote_digest(&env, &other, "pulled-other"), digest);
+
+    // rbuild push NAME DEST from the store.
+    let third = format!("{host}/third:v3");
+    let (stdout, _) = ok(&env, &["push", "-q", &app, &third], None);
+    assert_eq!(stdout.trim(), digest);
+    assert_eq!(remote_digest(&env, &third, "pulled-third"), digest);
+
+    // --push without a name is a usage error.
+    let out = rbuild(&env, &["build", "--push", ctx], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+#[test]
+fn login_then_push_and_wrong_password_is_unauthorized() {
+    let registry = Registry::start(AuthMode::Basic);
+    seed(&registry, Some((&registry.host, USER, PASSWORD)));
+    let env = Env::new();
+    let host = registry.host.clone();
+
+    let out = rbuild(
+        &env,
+        &["login", &host, "-u", USER, "--password-stdin"],
+        Some("wrong\n"),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unauthorized"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!env.path("docker").join("config.json").exists());
+
+    ok(
+        &env,
+        &["login", &host, "-u", USER, "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", &format!("FROM {host}/base:1\nENV A=1\n"))],
+    );
+    let app = format!("{host}/app:auth");
+    let (_, stderr) = ok(
+        &env,
+        &[
+            "build",
+            "--progress",
+            "plain",
+            "--push",
+            "-t",
+            &app,
+            ctx.to_str().expect("utf-8 path"),
+        ],
+        None,
+    );
+    assert!(stderr.contains(&format!("pushed {app}")), "{stderr}");
+
+    let (_, stderr) = ok(&env, &["logout", &host], None);
+    assert!(stderr.contains("removed login credentials"), "{stderr}");
+    let out = rbuild(&env, &["push", &app], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("unauthorized"),
+        "{}",
+        text(&out.stderr)
+    );
+}
