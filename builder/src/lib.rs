@@ -9,7 +9,7 @@
 //! in parallel, reporting [`events`] to a caller-supplied sink. COPY/ADD and RUN are [`ops`];
 //! RUN commands cross the [`exec::Executor`] boundary. The [`solve`] module drives a whole build
 //! ([`build`] for a Dockerfile, [`solve::build_graph`] for any graph) into the local image
-//! [`store::Store`], and [`export`]s images as OCI layouts, docker archives or root filesystems.
+//! [`store::Store`], and [`export()`]s images as OCI layouts, docker archives or root filesystems.
 //! The library never prints and never reads the process environment; everything comes in
 //! through options.
 //!

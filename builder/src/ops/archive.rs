@@ -7,7 +7,7 @@
 //! copied as a plain file.
 //!
 //! Unpacking goes through [`rbuild_layers::tar::extract`] with
-//! [`SymlinkPolicy::InRoot`](rbuild_layers::tar::extract::SymlinkPolicy::InRoot): the archive is
+//! [`rbuild_layers::tar::extract::SymlinkPolicy::InRoot`]: the archive is
 //! extracted as if chrooted into its destination directory (Docker's semantics), so a symlink in
 //! the archive can redirect a later entry only inside that directory; entry names that are
 //! absolute or contain `..` are refused by the reader with an error naming the entry. The

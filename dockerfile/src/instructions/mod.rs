@@ -4,7 +4,7 @@
 //! Every flag is parsed here, once, into a typed value (durations, booleans, mount specs,
 //! network and security modes); arity is checked here; an unknown keyword is rejected with a
 //! "did you mean" suggestion. Words are **not** expanded: `$VAR` stays as written, because
-//! BuildKit expands at dispatch time with the stage's environment (see [`crate::lower`]).
+//! BuildKit expands at dispatch time with the stage's environment (see [`mod@crate::lower`]).
 //! Values BuildKit expands later (`--chown`, `--chmod`, `--checksum`, `--mount` fields) are
 //! validated here when they hold no `$`, and checked again after expansion.
 //!
