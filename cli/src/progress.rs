@@ -11,10 +11,12 @@
 //! - **rawjson**: one JSON object per event, for tools.
 //!
 //! Step names come from the library as `[stage] INSTRUCTION`; [`StepLabels`] turns them into
-//! BuildKit's `[stage i/n] INSTRUCTION` (just `[i/n]` when the Dockerfile has one stage),
-//! counting FROM as step 1 of a stage and every instruction after it. Known deviations:
-//! BuildKit does not show config-only instructions (ENV, CMD, …) as steps; rbuild does, and
-//! numbers a stage built on another stage from 1 as well.
+//! BuildKit's `[stage i/n] INSTRUCTION` (just `[i/n]` when the Dockerfile has one stage).
+//! Like BuildKit's dockerfile2llb (`prefixCommand` over `cmdTotal`), only instructions that
+//! become build operations are shown and counted: FROM of an image (not `scratch`, not an
+//! earlier stage), RUN, COPY, ADD and WORKDIR. Metadata-only instructions (ENV, LABEL, CMD, …)
+//! and FROM scratch make no vertex, so plain and tty output hide them unless they fail; rawjson
+//! still emits their events, with `"shown": false` and no step number.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rbuild::events::{Event, EventSink, LogStream};
 use rbuild::graph::StepId;
-use rbuild_dockerfile::lower::Plan;
+use rbuild_dockerfile::lower::{Base, Plan};
 use serde_json::json;
 
 use crate::args::ProgressMode;
@@ -65,16 +67,36 @@ pub struct StepLabels {
     single: bool,
 }
 
+/// How one library step is presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepLabel {
+    /// The text after `#N`, e.g. `[build 2/4] COPY . .`.
+    pub text: String,
+    /// Whether BuildKit would show the step as a vertex.
+    pub shown: bool,
+}
+
 #[derive(Debug)]
 struct StageSteps {
-    /// First lines of FROM and each instruction after it, in file order.
-    texts: Vec<String>,
+    /// First lines of FROM and each instruction after it, in file order, with the 1-based
+    /// vertex number of those BuildKit shows.
+    texts: Vec<(String, Option<usize>)>,
+    /// How many of `texts` are shown.
+    total: usize,
     /// Index after the last matched instruction: steps of a stage run in order.
     cursor: usize,
 }
 
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or("").trim()
+}
+
+/// Whether an instruction becomes a build operation (a vertex) in BuildKit.
+fn is_vertex(text: &str) -> bool {
+    let keyword = text.split_whitespace().next().unwrap_or("");
+    ["RUN", "COPY", "ADD", "WORKDIR"]
+        .iter()
+        .any(|k| keyword.eq_ignore_ascii_case(k))
 }
 
 impl StepLabels {
@@ -84,15 +106,26 @@ impl StepLabels {
             .stages
             .iter()
             .map(|stage| {
-                let texts = std::iter::once(first_line(&stage.original).to_string())
-                    .chain(
-                        stage
-                            .commands
-                            .iter()
-                            .map(|c| first_line(&c.original).to_string()),
-                    )
-                    .collect();
-                (stage.display_name(), StageSteps { texts, cursor: 0 })
+                let from_shown = matches!(stage.base, Base::Image(_));
+                let mut total = 0;
+                let mut number = |shown: bool| {
+                    shown.then(|| {
+                        total += 1;
+                        total
+                    })
+                };
+                let mut texts = vec![(first_line(&stage.original).to_string(), number(from_shown))];
+                for c in &stage.commands {
+                    let text = first_line(&c.original).to_string();
+                    let n = number(is_vertex(&text));
+                    texts.push((text, n));
+                }
+                let steps = StageSteps {
+                    texts,
+                    total,
+                    cursor: 0,
+                };
+                (stage.display_name(), steps)
             })
             .collect();
         StepLabels {
@@ -102,39 +135,57 @@ impl StepLabels {
     }
 
     /// BuildKit's label for a library step name `[stage] TEXT`; names that do not match a
-    /// known instruction are returned unchanged.
-    pub fn label(&mut self, name: &str) -> String {
+    /// known instruction are returned unchanged and shown.
+    pub fn label(&mut self, name: &str) -> StepLabel {
+        let unchanged = StepLabel {
+            text: name.to_string(),
+            shown: true,
+        };
         let Some((stage, text)) = name
             .strip_prefix('[')
             .and_then(|rest| rest.split_once("] "))
         else {
-            return name.to_string();
+            return unchanged;
         };
         let Some(steps) = self.stages.get_mut(stage) else {
-            return name.to_string();
+            return unchanged;
         };
         let text = text.trim();
         let found = (steps.cursor..steps.texts.len())
             .chain(0..steps.cursor)
-            .find(|&i| steps.texts[i] == text);
+            .find(|&i| steps.texts[i].0 == text);
         let Some(i) = found else {
-            return name.to_string();
+            return unchanged;
         };
         steps.cursor = i + 1;
-        let total = steps.texts.len();
+        let Some(n) = steps.texts[i].1 else {
+            return StepLabel {
+                text: if self.single {
+                    text.to_string()
+                } else {
+                    format!("[{stage}] {text}")
+                },
+                shown: false,
+            };
+        };
+        let total = steps.total;
         let width = total.to_string().len();
-        if self.single {
-            format!("[{:>width$}/{total}] {text}", i + 1)
+        let text = if self.single {
+            format!("[{n:>width$}/{total}] {text}")
         } else {
-            format!("[{stage} {:>width$}/{total}] {text}", i + 1)
-        }
+            format!("[{stage} {n:>width$}/{total}] {text}")
+        };
+        StepLabel { text, shown: true }
     }
 }
 
 /// What the renderer remembers about a step.
 struct StepView {
-    number: usize,
+    /// `#N`, assigned when the step is first printed (hidden steps only if they fail).
+    number: Option<usize>,
     label: String,
+    /// Whether BuildKit would show this step.
+    shown: bool,
     started: Instant,
     tail: VecDeque<String>,
     bar: Option<ProgressBar>,
@@ -244,35 +295,64 @@ impl Inner {
         if !self.steps.contains_key(&id) {
             let label = match name {
                 Some(n) => self.labels.label(n),
-                None => format!("step {id}"),
+                None => StepLabel {
+                    text: format!("step {id}"),
+                    shown: true,
+                },
             };
-            let number = self.next_number;
-            self.next_number += 1;
             self.steps.insert(
                 id,
                 StepView {
-                    number,
-                    label,
+                    number: None,
+                    label: label.text,
+                    shown: label.shown,
                     started: Instant::now(),
                     tail: VecDeque::new(),
                     bar: None,
                     log_bar: None,
                 },
             );
+            if label.shown {
+                self.number(id);
+            }
         }
         self.steps.get_mut(&id).expect("inserted above")
     }
 
+    /// The step's `#N`, assigning the next one on first use.
+    fn number(&mut self, id: StepId) -> usize {
+        let next = &mut self.next_number;
+        let Some(view) = self.steps.get_mut(&id) else {
+            return 0;
+        };
+        *view.number.get_or_insert_with(|| {
+            let n = *next;
+            *next += 1;
+            n
+        })
+    }
+
     fn plain(&mut self, event: &Event) {
         let id = event_step(event);
-        let (number, label) = {
-            let name = match event {
-                Event::StepStarted { name, .. } => Some(name.as_str()),
-                _ => None,
-            };
-            let view = self.view(id, name);
-            (view.number, view.label.clone())
+        let name = match event {
+            Event::StepStarted { name, .. } => Some(name.as_str()),
+            _ => None,
         };
+        let shown = self.view(id, name).shown;
+        if !shown {
+            // BuildKit has no vertex for this step: keep its output for an error, and print
+            // it only if it fails.
+            match event {
+                Event::Log { line, .. } => push_tail(&mut self.view(id, None).tail, line),
+                Event::StepFailed { .. } => {}
+                _ => return,
+            }
+            if !matches!(event, Event::StepFailed { .. }) {
+                return;
+            }
+        }
+        let number = self.number(id);
+        let label = self.view(id, None).label.clone();
         let header_needed = self.last_header != Some(id);
         let mut text = String::new();
         match event {
@@ -324,9 +404,10 @@ impl Inner {
     }
 
     fn record_failure(&mut self, id: StepId) {
+        let number = self.number(id);
         if let Some(view) = self.steps.get(&id) {
             let entry = (
-                format!("#{} {}", view.number, view.label),
+                format!("#{number} {}", view.label),
                 view.tail.iter().cloned().collect(),
             );
             self.failed_tails.push(entry);
@@ -338,15 +419,27 @@ impl Inner {
         let Some(multi) = self.multi.clone() else {
             return self.plain(event);
         };
+        let name = match event {
+            Event::StepStarted { name, .. } => Some(name.as_str()),
+            _ => None,
+        };
+        let shown = self.view(id, name).shown;
+        if !shown && !matches!(event, Event::StepFailed { .. }) {
+            if let Event::Log { line, .. } = event {
+                push_tail(&mut self.view(id, None).tail, line);
+            }
+            return;
+        }
+        let number = self.number(id);
         match event {
-            Event::StepStarted { name, .. } => {
-                let view = self.view(id, Some(name));
+            Event::StepStarted { .. } => {
+                let view = self.view(id, None);
                 let bar = multi.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template("{spinner:.blue} {wide_msg} {elapsed:>4}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                bar.set_message(format!("#{} {}", view.number, view.label));
+                bar.set_message(format!("#{number} {}", view.label));
                 bar.enable_steady_tick(Duration::from_millis(120));
                 view.bar = Some(bar);
             }
@@ -382,10 +475,10 @@ impl Inner {
                     }
                     _ => String::new(),
                 };
-                let mut text = format!("#{} {} {status}", view.number, view.label);
+                let mut text = format!("#{number} {} {status}", view.label);
                 if matches!(event, Event::StepFailed { .. }) {
                     for line in &view.tail {
-                        text.push_str(&format!("\n#{} {line}", view.number));
+                        text.push_str(&format!("\n#{number} {line}"));
                     }
                 }
                 let out = &mut self.out;
@@ -407,11 +500,11 @@ impl Inner {
             Event::StepStarted { name, .. } => Some(name.as_str()),
             _ => None,
         };
-        let (number, label) = match event {
-            Event::StepSkipped { .. } if !self.steps.contains_key(&id) => (None, None),
+        let (number, label, shown) = match event {
+            Event::StepSkipped { .. } if !self.steps.contains_key(&id) => (None, None, None),
             _ => {
                 let view = self.view(id, name);
-                (Some(view.number), Some(view.label.clone()))
+                (view.number, Some(view.label.clone()), Some(view.shown))
             }
         };
         let mut value = match event {
@@ -433,11 +526,16 @@ impl Inner {
             }
             Event::StepSkipped { .. } => json!({"type": "skipped"}),
         };
+        // A hidden step that failed got its number just now.
+        let number = number.or_else(|| self.steps.get(&id).and_then(|v| v.number));
         if let Some(object) = value.as_object_mut() {
             object.insert("time".into(), json!(time));
             object.insert("id".into(), json!(id.0));
             if let Some(n) = number {
                 object.insert("step".into(), json!(n));
+            }
+            if let Some(shown) = shown {
+                object.insert("shown".into(), json!(shown));
             }
         }
         let _ = writeln!(self.out, "{value}");
@@ -532,26 +630,126 @@ mod tests {
         StepLabels::from_plan(&plan)
     }
 
-    #[test]
-    fn labels_number_steps_within_their_stage() {
-        let mut l = labels("FROM scratch AS base\nCOPY a /a\nCOPY a /a\n\nFROM base\nENV X=1\n");
-        let cases = [
-            (
-                "[base] FROM scratch AS base",
-                "[base 1/3] FROM scratch AS base",
-            ),
-            ("[base] COPY a /a", "[base 2/3] COPY a /a"),
-            ("[base] COPY a /a", "[base 3/3] COPY a /a"),
-            ("[stage-1] ENV X=1", "[stage-1 2/2] ENV X=1"),
-            ("[other] RUN x", "[other] RUN x"),
-            ("[base] RUN y", "[base] RUN y"),
-            ("no brackets", "no brackets"),
-        ];
-        for (name, want) in cases {
+    /// `(library name, label, shown)`.
+    fn check(l: &mut StepLabels, cases: &[(&str, &str, bool)]) {
+        for &(name, text, shown) in cases {
+            let want = StepLabel {
+                text: text.to_string(),
+                shown,
+            };
             assert_eq!(l.label(name), want, "{name}");
         }
-        let mut single = labels("FROM scratch\nCOPY a /a\n");
-        assert_eq!(single.label("[stage-0] COPY a /a"), "[2/2] COPY a /a");
+    }
+
+    #[test]
+    fn labels_count_only_buildkit_vertices() {
+        let mut l = labels(
+            "FROM busybox AS base\nENV A=1\nCOPY a /a\nCOPY a /a\n\n\
+             FROM base\nENV X=1\nRUN x\n\nFROM scratch AS out\nADD a /a\n",
+        );
+        check(
+            &mut l,
+            &[
+                // FROM of an image is a vertex and counts.
+                (
+                    "[base] FROM busybox AS base",
+                    "[base 1/3] FROM busybox AS base",
+                    true,
+                ),
+                ("[base] ENV A=1", "[base] ENV A=1", false),
+                ("[base] COPY a /a", "[base 2/3] COPY a /a", true),
+                ("[base] COPY a /a", "[base 3/3] COPY a /a", true),
+                // FROM an earlier stage makes no vertex.
+                ("[stage-1] FROM base", "[stage-1] FROM base", false),
+                ("[stage-1] ENV X=1", "[stage-1] ENV X=1", false),
+                ("[stage-1] RUN x", "[stage-1 1/1] RUN x", true),
+                // Neither does FROM scratch.
+                (
+                    "[out] FROM scratch AS out",
+                    "[out] FROM scratch AS out",
+                    false,
+                ),
+                ("[out] ADD a /a", "[out 1/1] ADD a /a", true),
+                ("[other] RUN x", "[other] RUN x", true),
+                ("[base] RUN y", "[base] RUN y", true),
+                ("no brackets", "no brackets", true),
+            ],
+        );
+    }
+
+    #[test]
+    fn labels_of_a_single_stage_from_scratch() {
+        // BuildKit: `[1/2] COPY a /a`, `[2/2] WORKDIR /w`; no FROM, ENV, LABEL or CMD vertex.
+        let mut l =
+            labels("FROM scratch\nENV A=1\nCOPY a /a\nLABEL x=y\nWORKDIR /w\nCMD [\"x\"]\n");
+        check(
+            &mut l,
+            &[
+                ("[stage-0] FROM scratch", "FROM scratch", false),
+                ("[stage-0] ENV A=1", "ENV A=1", false),
+                ("[stage-0] COPY a /a", "[1/2] COPY a /a", true),
+                ("[stage-0] LABEL x=y", "LABEL x=y", false),
+                ("[stage-0] WORKDIR /w", "[2/2] WORKDIR /w", true),
+                ("[stage-0] CMD [\"x\"]", "CMD [\"x\"]", false),
+            ],
+        );
+    }
+
+    /// Run every step of `names` to DONE through a plain renderer of `dockerfile`.
+    fn plain_run(dockerfile: &str, names: &[&str]) -> String {
+        let out = Shared::default();
+        let p = Progress::new(Style::Plain, labels(dockerfile), Box::new(out.clone()));
+        for (i, name) in (0u32..).zip(names) {
+            let id = StepId(i);
+            p.emit(Event::StepStarted {
+                id,
+                name: name.to_string(),
+            });
+            p.emit(Event::StepDone {
+                id,
+                duration: Duration::from_millis(100),
+            });
+        }
+        out.text()
+    }
+
+    #[test]
+    fn plain_shows_only_vertices_from_scratch() {
+        let text = plain_run(
+            "FROM scratch\nENV A=1\nCOPY a /a\nLABEL x=y\nWORKDIR /w\nCMD [\"x\"]\n",
+            &[
+                "[stage-0] FROM scratch",
+                "[stage-0] ENV A=1",
+                "[stage-0] COPY a /a",
+                "[stage-0] LABEL x=y",
+                "[stage-0] WORKDIR /w",
+                "[stage-0] CMD [\"x\"]",
+            ],
+        );
+        assert_eq!(
+            text,
+            "#1 [1/2] COPY a /a\n#1 DONE 0.1s\n\n#2 [2/2] WORKDIR /w\n#2 DONE 0.1s\n\n"
+        );
+    }
+
+    #[test]
+    fn plain_shows_a_hidden_step_that_fails() {
+        let out = Shared::default();
+        let p = Progress::new(
+            Style::Plain,
+            labels("FROM scratch\nENV A=1\nCOPY a /a\n"),
+            Box::new(out.clone()),
+        );
+        p.emit(Event::StepStarted {
+            id: StepId(0),
+            name: "[stage-0] ENV A=1".into(),
+        });
+        p.emit(Event::StepFailed {
+            id: StepId(0),
+            error: "bad".into(),
+        });
+        assert_eq!(out.text(), "#1 ENV A=1\n#1 ERROR: bad\n\n");
+        assert_eq!(p.failed_tails(), vec![("#1 ENV A=1".to_string(), vec![])]);
     }
 
     #[test]
@@ -559,13 +757,13 @@ mod tests {
         let out = Shared::default();
         let p = Progress::new(
             Style::Plain,
-            labels("FROM scratch\nCOPY a /a\nCMD [\"x\"]\n"),
+            labels("FROM busybox\nCOPY a /a\nCMD [\"x\"]\n"),
             Box::new(out.clone()),
         );
-        let (a, b) = (StepId(0), StepId(1));
+        let (a, b, c) = (StepId(0), StepId(1), StepId(2));
         p.emit(Event::StepStarted {
             id: a,
-            name: "[stage-0] FROM scratch".into(),
+            name: "[stage-0] FROM busybox".into(),
         });
         p.emit(Event::StepCached { id: a });
         p.emit(Event::StepStarted {
@@ -581,19 +779,29 @@ mod tests {
             id: b,
             duration: Duration::from_millis(320),
         });
+        p.emit(Event::StepStarted {
+            id: c,
+            name: "[stage-0] CMD [\"x\"]".into(),
+        });
+        p.emit(Event::StepDone {
+            id: c,
+            duration: Duration::from_millis(1),
+        });
         p.line("done");
         let text = out.text();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "#1 [1/3] FROM scratch");
+        assert_eq!(lines[0], "#1 [1/2] FROM busybox");
         assert_eq!(lines[1], "#1 CACHED");
         assert_eq!(lines[2], "");
-        assert_eq!(lines[3], "#2 [2/3] COPY a /a");
+        assert_eq!(lines[3], "#2 [2/2] COPY a /a");
         assert!(
             lines[4].starts_with("#2 0.") && lines[4].ends_with(" hello"),
             "{text}"
         );
         assert_eq!(lines[5], "#2 DONE 0.3s");
+        assert_eq!(lines[6], "");
         assert_eq!(lines[7], "done");
+        assert_eq!(lines.len(), 8, "{text}");
     }
 
     #[test]
@@ -666,6 +874,31 @@ mod tests {
         assert_eq!(values[3]["type"], "skipped");
         assert!(values[3].get("step").is_none());
         assert_eq!(values[4]["type"], "result");
+
+        // Hidden steps are still emitted, marked and unnumbered.
+        let out = Shared::default();
+        let p = Progress::new(
+            Style::RawJson,
+            labels("FROM scratch\nENV A=1\nCOPY a /a\n"),
+            Box::new(out.clone()),
+        );
+        for (i, name) in (0u32..).zip(["[stage-0] ENV A=1", "[stage-0] COPY a /a"]) {
+            p.emit(Event::StepStarted {
+                id: StepId(i),
+                name: name.to_string(),
+            });
+        }
+        let values: Vec<serde_json::Value> = out
+            .text()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect();
+        assert_eq!(values[0]["name"], "ENV A=1");
+        assert_eq!(values[0]["shown"], false);
+        assert!(values[0].get("step").is_none());
+        assert_eq!(values[1]["name"], "[1/1] COPY a /a");
+        assert_eq!(values[1]["shown"], true);
+        assert_eq!(values[1]["step"], 1);
     }
 
     #[test]

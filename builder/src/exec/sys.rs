@@ -565,6 +565,7 @@ impl Syscall for LinuxSyscall {
 pub struct RecordingSyscall {
     calls: Mutex<Vec<Call>>,
     failures: Mutex<BTreeMap<String, i32>>,
+    failures_once: Mutex<BTreeMap<String, i32>>,
     kinds: Mutex<BTreeMap<PathBuf, FileKind>>,
     next_fd: Mutex<i32>,
 }
@@ -578,6 +579,14 @@ impl RecordingSyscall {
     /// Make every later call named `call` (e.g. `"fsopen"`, `"fsconfig:lowerdir+"`) fail with `errno`.
     pub fn fail(&self, call: &str, errno: i32) {
         self.failures
+            .lock()
+            .expect("recorder lock is never poisoned")
+            .insert(call.to_string(), errno);
+    }
+
+    /// Make only the next call named `call` fail with `errno`; later ones succeed again.
+    pub fn fail_once(&self, call: &str, errno: i32) {
+        self.failures_once
             .lock()
             .expect("recorder lock is never poisoned")
             .insert(call.to_string(), errno);
@@ -604,6 +613,20 @@ impl RecordingSyscall {
             .lock()
             .expect("recorder lock is never poisoned")
             .push(call);
+        let once = {
+            let mut once = self
+                .failures_once
+                .lock()
+                .expect("recorder lock is never poisoned");
+            once.remove(key).or_else(|| once.remove(name))
+        };
+        if let Some(errno) = once {
+            return Err(SysError::new(
+                name,
+                key,
+                io::Error::from_raw_os_error(errno),
+            ));
+        }
         let failures = self
             .failures
             .lock()

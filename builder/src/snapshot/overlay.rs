@@ -12,6 +12,14 @@
 //! string. When the kernel lacks the new API or `lowerdir+`, it falls back to a classic `mount(2)`
 //! with `lowerdir=top:…:bottom`, which fails cleanly with [`OverlayError::OptionsTooLong`] past a
 //! page.
+//!
+//! Every mount first asks for `volatile` (Linux 5.10+): overlayfs then skips all syncs of the
+//! upper file system, which makes the unmount cheap (no `sync_filesystem` of a disk other work
+//! keeps dirty). That is safe because the upper directory is scratch: its contents are read into
+//! a layer blob, which is written and synced on its own, and the snapshot removes the upper and
+//! work directories (including the `work/work/incompat/volatile` marker a volatile mount leaves)
+//! on release. A kernel that rejects the option with `EINVAL` gets the same mount once more
+//! without it; that decision is kept per call, never in a process-wide static.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +31,9 @@ pub const OPTIONS: [(&str, &str); 3] = [
     ("metacopy", "off"),
     ("redirect_dir", "off"),
 ];
+
+/// The overlay flag that skips syncing the upper file system (Linux 5.10+).
+pub const VOLATILE: &str = "volatile";
 
 /// Largest data string `mount(2)` accepts (one page, with its terminating NUL).
 const PAGE_LIMIT: usize = 4095;
@@ -82,8 +93,9 @@ pub struct OverlayDirs<'a> {
     pub target: &'a Path,
 }
 
-/// The classic `mount(2)` data string: lowers top first, as overlayfs stacks them.
-pub fn classic_data(dirs: &OverlayDirs<'_>) -> Result<String, OverlayError> {
+/// The classic `mount(2)` data string: lowers top first, as overlayfs stacks them, with
+/// `volatile` appended when asked for.
+pub fn classic_data(dirs: &OverlayDirs<'_>, volatile: bool) -> Result<String, OverlayError> {
     let check = |p: &Path| {
         let s = p.to_string_lossy();
         if s.contains(':') || s.contains(',') {
@@ -109,6 +121,10 @@ pub fn classic_data(dirs: &OverlayDirs<'_>) -> Result<String, OverlayError> {
     for (k, v) in OPTIONS {
         data.push_str(&format!(",{k}={v}"));
     }
+    if volatile {
+        data.push(',');
+        data.push_str(VOLATILE);
+    }
     if data.len() > PAGE_LIMIT {
         return Err(OverlayError::OptionsTooLong {
             target: dirs.target.to_path_buf(),
@@ -118,10 +134,17 @@ pub fn classic_data(dirs: &OverlayDirs<'_>) -> Result<String, OverlayError> {
     Ok(data)
 }
 
-/// Why the new API could not be used: the kernel lacks it (fall back) or it failed for real.
+/// Why the new API could not be used: the kernel lacks it (fall back), rejected `volatile`
+/// (retry without it) or it failed for real.
 enum NewApi {
     Unsupported,
+    VolatileRejected,
     Failed(OverlayError),
+}
+
+/// Whether a failure of a mount that asked for `volatile` may be the kernel refusing the option.
+fn is_volatile_rejected(volatile: bool, e: &SysError) -> bool {
+    volatile && e.errno() == Some(libc::EINVAL)
 }
 
 fn is_unsupported(e: &SysError) -> bool {
@@ -131,7 +154,7 @@ fn is_unsupported(e: &SysError) -> bool {
     )
 }
 
-fn mount_new_api(sys: &dyn Syscall, dirs: &OverlayDirs<'_>) -> Result<(), NewApi> {
+fn mount_new_api(sys: &dyn Syscall, dirs: &OverlayDirs<'_>, volatile: bool) -> Result<(), NewApi> {
     let fs = match sys.fsopen("overlay") {
         Ok(fd) => fd,
         Err(e) if e.errno() == Some(libc::ENODEV) => {
@@ -145,12 +168,17 @@ fn mount_new_api(sys: &dyn Syscall, dirs: &OverlayDirs<'_>) -> Result<(), NewApi
             }))
         }
     };
-    let result = configure(sys, fs, dirs);
+    let result = configure(sys, fs, dirs, volatile);
     sys.close(fs);
     result
 }
 
-fn configure(sys: &dyn Syscall, fs: Fd, dirs: &OverlayDirs<'_>) -> Result<(), NewApi> {
+fn configure(
+    sys: &dyn Syscall,
+    fs: Fd,
+    dirs: &OverlayDirs<'_>,
+    volatile: bool,
+) -> Result<(), NewApi> {
     let fail = |source: SysError| {
         NewApi::Failed(OverlayError::Mount {
             target: dirs.target.into(),
@@ -172,21 +200,53 @@ fn configure(sys: &dyn Syscall, fs: Fd, dirs: &OverlayDirs<'_>) -> Result<(), Ne
     for (k, v) in OPTIONS {
         sys.fsconfig_string(fs, k, v).map_err(fail)?;
     }
-    sys.fsconfig_create(fs).map_err(fail)?;
+    if volatile {
+        match sys.fsconfig_flag(fs, VOLATILE) {
+            Ok(()) => {}
+            Err(e) if is_volatile_rejected(volatile, &e) => return Err(NewApi::VolatileRejected),
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    // Options are checked as a whole at create time, so a kernel may refuse `volatile` there.
+    match sys.fsconfig_create(fs) {
+        Ok(()) => {}
+        Err(e) if is_volatile_rejected(volatile, &e) => return Err(NewApi::VolatileRejected),
+        Err(e) => return Err(fail(e)),
+    }
     let mnt = sys.fsmount(fs).map_err(fail)?;
     let moved = sys.move_mount(mnt, dirs.target).map_err(fail);
     sys.close(mnt);
     moved
 }
 
-/// Mount the overlay at `dirs.target`, with the new API where the kernel has it.
+/// Mount the overlay at `dirs.target`, with the new API where the kernel has it, and with
+/// `volatile` unless the kernel rejects it (then once more without).
 pub fn mount(sys: &dyn Syscall, dirs: &OverlayDirs<'_>) -> Result<MountMethod, OverlayError> {
-    match mount_new_api(sys, dirs) {
-        Ok(()) => return Ok(MountMethod::LowerdirAppend),
-        Err(NewApi::Failed(e)) => return Err(e),
-        Err(NewApi::Unsupported) => {}
+    let mut volatile = true;
+    loop {
+        match mount_new_api(sys, dirs, volatile) {
+            Ok(()) => return Ok(MountMethod::LowerdirAppend),
+            Err(NewApi::Failed(e)) => return Err(e),
+            Err(NewApi::VolatileRejected) if volatile => volatile = false,
+            Err(NewApi::VolatileRejected) | Err(NewApi::Unsupported) => break,
+        }
     }
-    let data = classic_data(dirs)?;
+    loop {
+        match mount_classic(sys, dirs, volatile) {
+            Err(OverlayError::Mount { source, .. }) if is_volatile_rejected(volatile, &source) => {
+                volatile = false;
+            }
+            other => return other.map(|()| MountMethod::Classic),
+        }
+    }
+}
+
+fn mount_classic(
+    sys: &dyn Syscall,
+    dirs: &OverlayDirs<'_>,
+    volatile: bool,
+) -> Result<(), OverlayError> {
+    let data = classic_data(dirs, volatile)?;
     sys.mount(&MountArgs {
         source: Some(PathBuf::from("overlay")),
         target: dirs.target.to_path_buf(),
@@ -200,8 +260,7 @@ pub fn mount(sys: &dyn Syscall, dirs: &OverlayDirs<'_>) -> Result<MountMethod, O
             target: dirs.target.into(),
             source: e,
         },
-    })?;
-    Ok(MountMethod::Classic)
+    })
 }
 
 /// Unmount the overlay; a busy mount is detached lazily so the directories can still go.
@@ -241,7 +300,7 @@ mod tests {
         let calls = sys.calls();
         let s = |k: &str, v: &str| Call::FsconfigString(k.into(), v.into());
         assert_eq!(
-            calls[..10],
+            calls[..11],
             [
                 Call::Fsopen("overlay".into()),
                 s("lowerdir+", "/l/2"),
@@ -252,11 +311,12 @@ mod tests {
                 s("index", "off"),
                 s("metacopy", "off"),
                 s("redirect_dir", "off"),
+                Call::FsconfigFlag("volatile".into()),
                 Call::FsconfigCreate,
             ]
         );
-        assert_eq!(calls[10], Call::Fsmount);
-        assert_eq!(calls[11], Call::MoveMount("/s/merged".into()));
+        assert_eq!(calls[11], Call::Fsmount);
+        assert_eq!(calls[12], Call::MoveMount("/s/merged".into()));
         assert_eq!(
             calls.iter().filter(|c| matches!(c, Call::Close(_))).count(),
             2,
@@ -282,12 +342,94 @@ mod tests {
         };
         assert_eq!(
             m.data.as_deref(),
-            Some("lowerdir=/l/1:/l/0,upperdir=/s/upper,workdir=/s/work,index=off,metacopy=off,redirect_dir=off")
+            Some("lowerdir=/l/1:/l/0,upperdir=/s/upper,workdir=/s/work,index=off,metacopy=off,redirect_dir=off,volatile")
         );
         assert!(
             calls.contains(&Call::Close(101)),
             "context closed before falling back"
         );
+    }
+
+    #[test]
+    fn retries_without_volatile_when_rejected() {
+        type Case = (&'static str, &'static str, bool);
+        // (name, failing call, expect the classic path)
+        let cases: [Case; 3] = [
+            ("flag unknown to fsconfig", "fsconfig:volatile", false),
+            ("refused at create", "fsconfig:create", false),
+            ("refused by classic mount", "mount", true),
+        ];
+        for (name, call, classic) in cases {
+            let lowers = vec![PathBuf::from("/l/0")];
+            let sys = RecordingSyscall::new();
+            if classic {
+                sys.fail("fsopen", libc::ENOSYS);
+            }
+            sys.fail_once(call, libc::EINVAL);
+            let method = mount(&sys, &dirs(&lowers)).expect(name);
+            let calls = sys.calls();
+            if classic {
+                assert_eq!(method, MountMethod::Classic, "{name}");
+                let data: Vec<_> = calls
+                    .iter()
+                    .filter_map(|c| match c {
+                        Call::Mount(m) => m.data.clone(),
+                        _ => None,
+                    })
+                    .collect();
+                let base = "lowerdir=/l/0,upperdir=/s/upper,workdir=/s/work,index=off,metacopy=off,redirect_dir=off";
+                assert_eq!(
+                    data,
+                    [format!("{base},volatile"), base.to_string()],
+                    "{name}"
+                );
+            } else {
+                assert_eq!(method, MountMethod::LowerdirAppend, "{name}");
+                let opens = calls
+                    .iter()
+                    .filter(|c| matches!(c, Call::Fsopen(_)))
+                    .count();
+                assert_eq!(opens, 2, "{name}: one retry with a fresh context");
+                let flags = calls
+                    .iter()
+                    .filter(|c| matches!(c, Call::FsconfigFlag(f) if f == "volatile"))
+                    .count();
+                assert_eq!(flags, 1, "{name}: volatile asked for once only");
+                let creates = calls.iter().filter(|c| **c == Call::FsconfigCreate).count();
+                let second_open = calls
+                    .iter()
+                    .rposition(|c| matches!(c, Call::Fsopen(_)))
+                    .expect("two opens");
+                assert!(
+                    !calls[second_open..]
+                        .iter()
+                        .any(|c| matches!(c, Call::FsconfigFlag(_))),
+                    "{name}: retry is without volatile: {calls:?}"
+                );
+                assert_eq!(
+                    creates,
+                    if call == "fsconfig:create" { 2 } else { 1 },
+                    "{name}"
+                );
+                let closes = calls.iter().filter(|c| matches!(c, Call::Close(_))).count();
+                assert_eq!(closes, 3, "{name}: both contexts and the mount closed");
+            }
+        }
+    }
+
+    #[test]
+    fn rejected_volatile_is_not_retried_for_other_errors() {
+        let lowers = vec![PathBuf::from("/l/0")];
+        let sys = RecordingSyscall::new();
+        sys.fail("fsconfig:create", libc::EIO);
+        let err = mount(&sys, &dirs(&lowers)).expect_err("io error is final");
+        assert!(matches!(err, OverlayError::Mount { .. }), "{err}");
+        let opens = sys
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Fsopen(_)))
+            .count();
+        assert_eq!(opens, 1);
     }
 
     #[test]

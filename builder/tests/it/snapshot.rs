@@ -179,3 +179,44 @@ fn run_in_overlay_leaves_only_the_commands_writes_in_upper() {
         "no /proc, /dev, /sys, /etc stubs in the layer"
     );
 }
+
+/// The super-block options of the mount at `path` (the last field of its mountinfo line).
+fn super_options(path: &Path) -> Option<String> {
+    let p = path.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(&p))
+        .and_then(|l| l.rsplit(' ').next().map(str::to_string))
+}
+
+#[test]
+fn volatile_overlay_is_released_completely() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let l0 = t.path().join("l0");
+    write(&l0.join("a.txt"), "a");
+    let snaps = t.path().join("snaps");
+    fs::create_dir(&snaps).expect("mkdir");
+    let snap =
+        Snapshot::prepare(&[l0], &options(&snaps, SnapshotMode::Overlay)).expect("overlay mounts");
+    let merged = snap.merged().to_path_buf();
+    let scratch = merged.parent().expect("scratch").to_path_buf();
+    let opts = super_options(&merged).expect("mounted");
+    assert!(
+        // Linux 6.5+ shows the option as `fsync=volatile`, older kernels as `volatile`.
+        opts.split(',')
+            .any(|o| o == "volatile" || o == "fsync=volatile"),
+        "mounted volatile (kernel ≥ 5.10): {opts}"
+    );
+    write(&merged.join("new.txt"), "n");
+    assert!(
+        scratch.join("work/work/incompat/volatile").is_dir(),
+        "volatile marker in the work dir"
+    );
+    snap.release().expect("release");
+    assert!(!mounted(&merged), "unmounted on release");
+    assert!(
+        !scratch.exists(),
+        "scratch with the volatile marker removed"
+    );
+}
