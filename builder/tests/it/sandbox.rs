@@ -67,6 +67,33 @@ enum Kind {
     Runc,
 }
 
+/// `sh -c SCRIPT` as an argv.
+pub(crate) fn sh(script: &str) -> Vec<String> {
+    vec!["sh".to_string(), "-c".to_string(), script.to_string()]
+}
+
+/// A request as root in `/`, with no network and no mounts; tests override what they vary.
+pub(crate) fn root_request<'a>(
+    rootfs: &'a Path,
+    argv: &'a [String],
+    env: &'a [(String, String)],
+    hostname: &'a str,
+) -> RunRequest<'a> {
+    RunRequest {
+        rootfs,
+        argv,
+        env,
+        uid: 0,
+        gid: 0,
+        additional_gids: &[],
+        cwd: "/",
+        network: NetworkMode::None,
+        security: SecurityMode::Sandbox,
+        mounts: &[],
+        hostname,
+    }
+}
+
 fn run(kind: Kind, req: &RunRequest<'_>, out: &Capture, cancel: &Cancellation) -> RunReport {
     match kind {
         Kind::Sandbox => {
@@ -391,23 +418,12 @@ fn mount_target_case(kind: Kind) {
             readonly: true,
         },
     ];
-    let argv: Vec<String> = ["sh", "-c", "cat /mnt/data/in.txt /mnt/data/inner/secret; echo out > /mnt/data/out.txt; touch /ro/x 2>/dev/null || echo read-only; pwd"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let argv = sh("cat /mnt/data/in.txt /mnt/data/inner/secret; echo out > /mnt/data/out.txt; touch /ro/x 2>/dev/null || echo read-only; pwd");
     let env = vec![("PATH".to_string(), "/bin".to_string())];
     let req = RunRequest {
-        rootfs: root,
-        argv: &argv,
-        env: &env,
-        uid: 0,
-        gid: 0,
-        additional_gids: &[],
         cwd: "/mnt/data/wd",
-        network: NetworkMode::None,
-        security: SecurityMode::Sandbox,
         mounts: &mounts,
-        hostname: "m",
+        ..root_request(root, &argv, &env, "m")
     };
     let out = Capture::default();
     let report = run(kind, &req, &out, &Cancellation::new());
@@ -480,19 +496,7 @@ fn cancel_case(kind: Kind) {
     let script = format!("sleep {marker} & sleep {marker}");
     let argv: Vec<String> = vec!["sh".to_string(), "-c".to_string(), script];
     let env = vec![("PATH".to_string(), "/bin".to_string())];
-    let req = RunRequest {
-        rootfs: rootfs.path(),
-        argv: &argv,
-        env: &env,
-        uid: 0,
-        gid: 0,
-        additional_gids: &[],
-        cwd: "/",
-        network: NetworkMode::None,
-        security: SecurityMode::Sandbox,
-        mounts: &[],
-        hostname: "c",
-    };
+    let req = root_request(rootfs.path(), &argv, &env, "c");
     let cancel = Arc::new(Cancellation::new());
     let flag = Arc::clone(&cancel);
     let t = std::thread::spawn(move || {
@@ -539,17 +543,9 @@ fn explicit_helper_path_is_used() {
     let argv = vec!["echo".to_string(), "via explicit helper".to_string()];
     let env = vec![("PATH".to_string(), "/bin".to_string())];
     let req = RunRequest {
-        rootfs: rootfs.path(),
-        argv: &argv,
-        env: &env,
-        uid: 0,
-        gid: 0,
-        additional_gids: &[],
-        cwd: "/",
         network: NetworkMode::Default,
         security: SecurityMode::Insecure,
-        mounts: &[],
-        hostname: "x",
+        ..root_request(rootfs.path(), &argv, &env, "x")
     };
     let helper: PathBuf = std::env::current_exe().expect("current exe");
     let exec = SandboxExecutor::new(SandboxOptions {
@@ -564,23 +560,12 @@ fn explicit_helper_path_is_used() {
 
 fn insecure_case(kind: Kind) {
     let rootfs = busybox_rootfs();
-    let argv: Vec<String> = ["sh", "-c", "grep -E 'CapEff|NoNewPrivs' /proc/self/status"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let argv = sh("grep -E 'CapEff|NoNewPrivs' /proc/self/status");
     let env = vec![("PATH".to_string(), "/bin".to_string())];
     let req = RunRequest {
-        rootfs: rootfs.path(),
-        argv: &argv,
-        env: &env,
-        uid: 0,
-        gid: 0,
-        additional_gids: &[],
-        cwd: "/",
         network: NetworkMode::Host,
         security: SecurityMode::Insecure,
-        mounts: &[],
-        hostname: "i",
+        ..root_request(rootfs.path(), &argv, &env, "i")
     };
     let out = Capture::default();
     let report = run(kind, &req, &out, &Cancellation::new());
@@ -619,24 +604,9 @@ fn existing_etc_case(kind: Kind) {
         .expect("open etc")
         .set_modified(old)
         .expect("set mtime");
-    let argv: Vec<String> = ["sh", "-c", "echo $HOME; cat /etc/hosts | head -1"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let argv = sh("echo $HOME; cat /etc/hosts | head -1");
     let env = vec![("PATH".to_string(), "/bin".to_string())];
-    let req = RunRequest {
-        rootfs: rootfs.path(),
-        argv: &argv,
-        env: &env,
-        uid: 0,
-        gid: 0,
-        additional_gids: &[],
-        cwd: "/",
-        network: NetworkMode::None,
-        security: SecurityMode::Sandbox,
-        mounts: &[],
-        hostname: "etc-test",
-    };
+    let req = root_request(rootfs.path(), &argv, &env, "etc-test");
     let out = Capture::default();
     let report = run(kind, &req, &out, &Cancellation::new());
     assert!(report.result.is_ok(), "{kind:?}: {:?}", report.result);

@@ -5,8 +5,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rbuild::exec::sandbox::{SandboxExecutor, SandboxOptions};
-use rbuild::exec::{Cancellation, RunRequest};
-use rbuild::graph::{NetworkMode, SecurityMode};
+use rbuild::exec::Cancellation;
 use rbuild::snapshot::{MountMethod, Snapshot, SnapshotKind, SnapshotMode, SnapshotOptions};
 
 fn write(p: &Path, s: &str) {
@@ -147,24 +146,9 @@ fn run_in_overlay_leaves_only_the_commands_writes_in_upper() {
         &options(t.path(), SnapshotMode::Overlay),
     )
     .expect("overlay");
-    let argv: Vec<String> = ["sh", "-c", "echo hi > /out.txt; rm /bin/rm"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let argv = crate::sandbox::sh("echo hi > /out.txt; rm /bin/rm");
     let env = vec![("PATH".to_string(), "/bin".to_string())];
-    let req = RunRequest {
-        rootfs: snap.merged(),
-        argv: &argv,
-        env: &env,
-        uid: 0,
-        gid: 0,
-        additional_gids: &[],
-        cwd: "/",
-        network: NetworkMode::None,
-        security: SecurityMode::Sandbox,
-        mounts: &[],
-        hostname: "snap",
-    };
+    let req = crate::sandbox::root_request(snap.merged(), &argv, &env, "snap");
     let out = crate::sandbox::Capture::default();
     let report = SandboxExecutor::new(SandboxOptions::default()).run_reporting(
         &req,
