@@ -41,11 +41,23 @@ fn op(sources: &[&str], dest: &str) -> CopyOp {
 
 fn add_op(sources: &[&str], dest: &str) -> CopyOp {
     CopyOp {
-        kind: CopyKind::Add {
-            unpack: None,
-            keep_git_dir: false,
-        },
+        kind: add_kind(None),
         ..op(sources, dest)
+    }
+}
+
+/// ADD with `--unpack` as given (`None`: not given), without `--keep-git-dir`.
+fn add_kind(unpack: Option<bool>) -> CopyKind {
+    CopyKind::Add {
+        unpack,
+        keep_git_dir: false,
+    }
+}
+
+/// The kind of a symlink entry pointing at `target`.
+fn symlink_to(target: &str) -> EntryKind {
+    EntryKind::Symlink {
+        target: target.into(),
     }
 }
 
@@ -79,15 +91,96 @@ fn plan_in(
     })
 }
 
-fn plan_ctx(op: &CopyOp, ctx: &Path, dest_root: Option<&Path>) -> Result<CopyPlan, CopyError> {
-    plan_in(
+/// Plan `op` from no context or tree, fetching its URL sources with `fetcher`.
+fn plan_fetched(op: &CopyOp, fetcher: &dyn Fetcher) -> Result<CopyPlan, CopyError> {
+    plan_copy(&CopyRequest {
         op,
-        SourceRoot::Context {
-            dir: ctx,
+        source: SourceRoot::Empty,
+        dest_root: None,
+        fetcher,
+    })
+}
+
+/// A test's trees: a build context and a parent rootfs (what the destination already holds),
+/// each in a temporary directory of its own.
+struct Trees {
+    ctx: tempfile::TempDir,
+    root: tempfile::TempDir,
+}
+
+impl Trees {
+    /// An empty context and an empty parent rootfs.
+    fn new() -> Trees {
+        Trees {
+            ctx: tempfile::tempdir().expect("tempdir"),
+            root: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// An empty context and a parent rootfs laid out by [`rootfs`].
+    fn with_rootfs() -> Trees {
+        let t = Trees::new();
+        rootfs(t.root());
+        t
+    }
+
+    fn ctx(&self) -> &Path {
+        self.ctx.path()
+    }
+
+    fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// Write a context file with `mode` and an old mtime.
+    fn file(&self, rel: &str, content: &str, mode: u32) {
+        file(self.ctx(), rel, content, mode);
+    }
+
+    /// Write context files (path, content), each 0644 with an old mtime.
+    fn files(&self, files: &[(&str, &str)]) {
+        for (rel, content) in files {
+            self.file(rel, content, 0o644);
+        }
+    }
+
+    /// Create a context directory with `mode`.
+    fn dir(&self, rel: &str, mode: u32) {
+        dir(self.ctx(), rel, mode);
+    }
+
+    /// Create the context symlink `rel` pointing at `target`.
+    fn symlink(&self, target: &str, rel: &str) {
+        symlink(target, self.ctx().join(rel)).expect("symlink");
+    }
+
+    /// Plan `op` from the context, with no parent rootfs.
+    fn try_plan(&self, op: &CopyOp) -> Result<CopyPlan, CopyError> {
+        self.try_plan_into(op, None)
+    }
+
+    /// Plan `op` from the context onto the parent rootfs.
+    fn try_plan_onto_root(&self, op: &CopyOp) -> Result<CopyPlan, CopyError> {
+        self.try_plan_into(op, Some(self.root()))
+    }
+
+    fn try_plan_into(&self, op: &CopyOp, dest_root: Option<&Path>) -> Result<CopyPlan, CopyError> {
+        let source = SourceRoot::Context {
+            dir: self.ctx(),
             ignore: None,
-        },
-        dest_root,
-    )
+        };
+        plan_in(op, source, dest_root)
+    }
+
+    /// [`Trees::try_plan`], which must succeed.
+    fn plan(&self, op: &CopyOp) -> CopyPlan {
+        self.try_plan(op).expect("plan")
+    }
+
+    /// [`Trees::try_plan_onto_root`], which must succeed.
+    fn plan_onto_root(&self, op: &CopyOp) -> CopyPlan {
+        self.try_plan_onto_root(op).expect("plan")
+    }
 }
 
 fn paths(plan: &CopyPlan) -> Vec<&str> {
@@ -142,9 +235,9 @@ fn rootfs(root: &Path) {
 
 #[test]
 fn single_file_keeps_mode_and_mtime_owned_by_root() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "app.sh", "#!/bin/sh\n", 0o750);
-    let plan = plan_ctx(&op(&["app.sh"], "/usr/bin/app"), ctx.path(), None).expect("plan");
+    let t = Trees::new();
+    t.file("app.sh", "#!/bin/sh\n", 0o750);
+    let plan = t.plan(&op(&["app.sh"], "/usr/bin/app"));
     assert_eq!(paths(&plan), ["usr", "usr/bin", "usr/bin/app"]);
     meta(&plan, "usr", "dir", 0o755, (0, 0));
     meta(&plan, "usr/bin/app", "file", 0o750, (0, 0));
@@ -154,36 +247,35 @@ fn single_file_keeps_mode_and_mtime_owned_by_root() {
 
 #[test]
 fn file_into_directory_when_dest_ends_with_slash() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "a.txt", "a", 0o644);
-    let plan = plan_ctx(&op(&["a.txt"], "/dst/"), ctx.path(), None).expect("plan");
+    let t = Trees::new();
+    t.file("a.txt", "a", 0o644);
+    let plan = t.plan(&op(&["a.txt"], "/dst/"));
     assert_eq!(paths(&plan), ["dst", "dst/a.txt"]);
-    let plan = plan_ctx(&op(&["a.txt"], "/dst/."), ctx.path(), None).expect("plan");
+    let plan = t.plan(&op(&["a.txt"], "/dst/."));
     assert_eq!(paths(&plan), ["dst", "dst/a.txt"]);
-    let plan = plan_ctx(&op(&["a.txt"], "/dst"), ctx.path(), None).expect("plan");
+    let plan = t.plan(&op(&["a.txt"], "/dst"));
     assert_eq!(paths(&plan), ["dst"]);
     assert!(get(&plan, "dst").entry.is_file());
 }
 
 #[test]
 fn file_into_existing_directory_without_slash() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    let root = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "a.txt", "a", 0o644);
-    dir(root.path(), "opt", 0o711);
-    let plan = plan_ctx(&op(&["a.txt"], "/opt"), ctx.path(), Some(root.path())).expect("plan");
+    let t = Trees::new();
+    t.file("a.txt", "a", 0o644);
+    dir(t.root(), "opt", 0o711);
+    let plan = t.plan_onto_root(&op(&["a.txt"], "/opt"));
     assert_eq!(paths(&plan), ["opt", "opt/a.txt"]);
     meta(&plan, "opt", "dir", 0o711, (0, 0));
 }
 
 #[test]
 fn directory_copies_its_contents() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    dir(ctx.path(), "src", 0o700);
-    file(ctx.path(), "src/a.txt", "a", 0o644);
-    dir(ctx.path(), "src/sub", 0o750);
-    file(ctx.path(), "src/sub/b.txt", "b", 0o600);
-    let plan = plan_ctx(&op(&["src"], "/app"), ctx.path(), None).expect("plan");
+    let t = Trees::new();
+    t.dir("src", 0o700);
+    t.file("src/a.txt", "a", 0o644);
+    t.dir("src/sub", 0o750);
+    t.file("src/sub/b.txt", "b", 0o600);
+    let plan = t.plan(&op(&["src"], "/app"));
     assert_eq!(
         paths(&plan),
         ["app", "app/a.txt", "app/sub", "app/sub/b.txt"]
@@ -196,63 +288,69 @@ fn directory_copies_its_contents() {
 
 #[test]
 fn context_root_copy_and_dest_relative_to_workdir() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "x", "x", 0o644);
+    let t = Trees::new();
+    t.file("x", "x", 0o644);
     let mut o = op(&["."], ".");
     o.workdir = "/work/dir".into();
-    let plan = plan_ctx(&o, ctx.path(), None).expect("plan");
+    let plan = t.plan(&o);
     assert_eq!(paths(&plan), ["work", "work/dir", "work/dir/x"]);
     let mut o = op(&["x"], "sub/y");
     o.workdir = "/w".into();
-    let plan = plan_ctx(&o, ctx.path(), None).expect("plan");
+    let plan = t.plan(&o);
     assert_eq!(paths(&plan), ["w", "w/sub", "w/sub/y"]);
 }
 
 #[test]
 fn wildcards_match_per_component_in_walk_order() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "b.txt", "b", 0o644);
-    file(ctx.path(), "a.txt", "a", 0o644);
-    file(ctx.path(), "c.md", "c", 0o644);
-    file(ctx.path(), "docs/x.txt", "x", 0o644);
-    file(ctx.path(), "docs/deep/y.txt", "y", 0o644);
-    let plan = plan_ctx(&op(&["*.txt", "d*/*.txt"], "/out/"), ctx.path(), None).expect("plan");
+    let t = Trees::new();
+    t.files(&[
+        ("b.txt", "b"),
+        ("a.txt", "a"),
+        ("c.md", "c"),
+        ("docs/x.txt", "x"),
+        ("docs/deep/y.txt", "y"),
+    ]);
+    let plan = t.plan(&op(&["*.txt", "d*/*.txt"], "/out/"));
     assert_eq!(paths(&plan), ["out", "out/a.txt", "out/b.txt", "out/x.txt"]);
-    let plan = plan_ctx(&op(&["[ab].tx?"], "/out/"), ctx.path(), None).expect("plan");
+    let plan = t.plan(&op(&["[ab].tx?"], "/out/"));
     assert_eq!(paths(&plan), ["out", "out/a.txt", "out/b.txt"]);
 }
 
 #[test]
 fn wildcard_without_match_copies_nothing_but_missing_parent_fails() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "a.txt", "a", 0o644);
+    let t = Trees::new();
+    t.file("a.txt", "a", 0o644);
     // BuildKit's AllowEmptyWildcard: no error, no layer content.
-    let plan = plan_ctx(&op(&["*.nomatch"], "/out/"), ctx.path(), None).expect("plan");
+    let plan = t.plan(&op(&["*.nomatch"], "/out/"));
     assert!(plan.is_empty());
-    let err = plan_ctx(&op(&["missing/*.txt"], "/out/"), ctx.path(), None).expect_err("fails");
+    let err = t
+        .try_plan(&op(&["missing/*.txt"], "/out/"))
+        .expect_err("fails");
     assert_eq!(err.to_string(), "lstat /missing: no such file or directory");
 }
 
 #[test]
 fn missing_source_is_not_found() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    let err = plan_ctx(&op(&["nope.txt"], "/"), ctx.path(), None).expect_err("fails");
+    let t = Trees::new();
+    let err = t.try_plan(&op(&["nope.txt"], "/")).expect_err("fails");
     assert!(matches!(&err, CopyError::NotFound { path, excluded_by: None } if path == "/nope.txt"));
     assert_eq!(err.to_string(), "\"/nope.txt\": not found");
 }
 
 #[test]
 fn dockerignore_hides_files_and_names_the_rule() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "keep.txt", "k", 0o644);
-    file(ctx.path(), "secret.env", "s", 0o644);
-    file(ctx.path(), "logs/a.log", "l", 0o644);
-    file(ctx.path(), "logs/keep.log", "kl", 0o644);
+    let t = Trees::new();
+    t.files(&[
+        ("keep.txt", "k"),
+        ("secret.env", "s"),
+        ("logs/a.log", "l"),
+        ("logs/keep.log", "kl"),
+    ]);
     let rules =
         IgnoreRules::from_file_text(Path::new(".dockerignore"), "*.env\nlogs\n!logs/keep.log\n")
             .expect("rules");
     let src = SourceRoot::Context {
-        dir: ctx.path(),
+        dir: t.ctx(),
         ignore: Some(&rules),
     };
     let plan = plan_in(&op(&["."], "/app/"), src, None).expect("plan");
@@ -279,10 +377,9 @@ fn dockerignore_hides_files_and_names_the_rule() {
 
 #[test]
 fn several_sources_need_a_directory_destination() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "a", "a", 0o644);
-    file(ctx.path(), "b", "b", 0o644);
-    let err = plan_ctx(&op(&["a", "b"], "/dst"), ctx.path(), None).expect_err("fails");
+    let t = Trees::new();
+    t.files(&[("a", "a"), ("b", "b")]);
+    let err = t.try_plan(&op(&["a", "b"], "/dst")).expect_err("fails");
     assert!(matches!(
         err,
         CopyError::MultipleSourcesNeedDir {
@@ -293,33 +390,29 @@ fn several_sources_need_a_directory_destination() {
     assert!(err
         .to_string()
         .contains("must be a directory and end with a /"));
-    let plan = plan_ctx(&op(&["a", "b"], "/dst/"), ctx.path(), None).expect("plan");
+    let plan = t.plan(&op(&["a", "b"], "/dst/"));
     assert_eq!(paths(&plan), ["dst", "dst/a", "dst/b"]);
 }
 
 #[test]
 fn dest_symlinks_in_parent_rootfs_resolve_inside_it() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    let root = tempfile::tempdir().expect("tempdir");
-    rootfs(root.path());
-    file(ctx.path(), "libx.so", "elf", 0o755);
-    let plan = plan_ctx(&op(&["libx.so"], "/lib/"), ctx.path(), Some(root.path())).expect("plan");
+    let t = Trees::with_rootfs();
+    t.file("libx.so", "elf", 0o755);
+    let plan = t.plan_onto_root(&op(&["libx.so"], "/lib/"));
     assert_eq!(paths(&plan), ["usr", "usr/lib", "usr/lib/libx.so"]);
     // An absolute symlink resolves inside the rootfs, never on the host.
-    let plan = plan_ctx(&op(&["libx.so"], "/data/x"), ctx.path(), Some(root.path())).expect("plan");
+    let plan = t.plan_onto_root(&op(&["libx.so"], "/data/x"));
     assert_eq!(paths(&plan), ["srv", "srv/data", "srv/data/x"]);
     meta(&plan, "srv/data", "dir", 0o700, (0, 0));
 }
 
 #[test]
 fn existing_ancestors_carry_parent_metadata() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    let root = tempfile::tempdir().expect("tempdir");
-    dir(root.path(), "opt/app", 0o710);
-    std::os::unix::fs::chown(root.path().join("opt/app"), Some(7), Some(8)).expect("chown");
-    file(ctx.path(), "f", "f", 0o644);
-    let plan =
-        plan_ctx(&op(&["f"], "/opt/app/new/f"), ctx.path(), Some(root.path())).expect("plan");
+    let t = Trees::new();
+    dir(t.root(), "opt/app", 0o710);
+    std::os::unix::fs::chown(t.root().join("opt/app"), Some(7), Some(8)).expect("chown");
+    t.file("f", "f", 0o644);
+    let plan = t.plan_onto_root(&op(&["f"], "/opt/app/new/f"));
     assert_eq!(
         paths(&plan),
         ["opt", "opt/app", "opt/app/new", "opt/app/new/f"]
@@ -330,73 +423,71 @@ fn existing_ancestors_carry_parent_metadata() {
 
 #[test]
 fn chown_names_resolve_against_dest_rootfs() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    let root = tempfile::tempdir().expect("tempdir");
-    rootfs(root.path());
-    dir(ctx.path(), "d", 0o755);
-    file(ctx.path(), "d/f", "f", 0o644);
+    let t = Trees::with_rootfs();
+    t.dir("d", 0o755);
+    t.file("d/f", "f", 0o644);
     let mut o = op(&["d"], "/home/app/d");
     o.chown = UserSpec::parse("app:staff");
-    let plan = plan_ctx(&o, ctx.path(), Some(root.path())).expect("plan");
+    let plan = t.plan_onto_root(&o);
     // Created parents belong to the --chown owner, as fsutil's MkdirAll does.
     meta(&plan, "home", "dir", 0o755, (1000, 50));
     meta(&plan, "home/app/d", "dir", 0o755, (1000, 50));
     meta(&plan, "home/app/d/f", "file", 0o644, (1000, 50));
     let mut o = op(&["d"], "/x/");
     o.chown = UserSpec::parse("1234");
-    let plan = plan_ctx(&o, ctx.path(), None).expect("plan");
+    let plan = t.plan(&o);
     meta(&plan, "x/f", "file", 0o644, (1234, 1234));
     o.chown = UserSpec::parse("nobody");
-    let err = plan_ctx(&o, ctx.path(), Some(root.path())).expect_err("unknown user");
+    let err = t.try_plan_onto_root(&o).expect_err("unknown user");
     assert!(err.to_string().contains("nobody"), "{err}");
 }
 
 #[test]
 fn chmod_octal_and_symbolic_apply_to_files_and_dirs_not_symlinks() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    dir(ctx.path(), "d/sub", 0o700);
-    file(ctx.path(), "d/run.sh", "x", 0o644);
-    symlink("run.sh", ctx.path().join("d/link")).expect("symlink");
+    let t = Trees::new();
+    t.dir("d/sub", 0o700);
+    t.file("d/run.sh", "x", 0o644);
+    t.symlink("run.sh", "d/link");
     let mut o = op(&["d"], "/o/");
     o.chmod = Some(Chmod::Octal(0o640));
-    let plan = plan_ctx(&o, ctx.path(), None).expect("plan");
+    let plan = t.plan(&o);
     meta(&plan, "o/run.sh", "file", 0o640, (0, 0));
     meta(&plan, "o/sub", "dir", 0o640, (0, 0));
     meta(&plan, "o/link", "symlink", 0o777, (0, 0));
     o.chmod = Some(Chmod::Symbolic("u+x,g-w,o=".into()));
-    let plan = plan_ctx(&o, ctx.path(), None).expect("plan");
+    let plan = t.plan(&o);
     meta(&plan, "o/run.sh", "file", 0o740, (0, 0));
     meta(&plan, "o/sub", "dir", 0o700, (0, 0));
 }
 
 #[test]
 fn exclude_patterns_filter_copied_paths() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "src/a.rs", "a", 0o644);
-    file(ctx.path(), "src/a.txt", "t", 0o644);
-    file(ctx.path(), "src/target/big", "b", 0o644);
-    file(ctx.path(), "top.txt", "t", 0o644);
-    file(ctx.path(), "top.md", "m", 0o644);
+    let t = Trees::new();
+    t.files(&[
+        ("src/a.rs", "a"),
+        ("src/a.txt", "t"),
+        ("src/target/big", "b"),
+        ("top.txt", "t"),
+        ("top.md", "m"),
+    ]);
     let mut o = op(&["src"], "/s/");
     o.exclude = vec!["*.txt".into(), "target".into()];
-    let plan = plan_ctx(&o, ctx.path(), None).expect("plan");
+    let plan = t.plan(&o);
     assert_eq!(paths(&plan), ["s", "s/a.rs"]);
     let mut o = op(&["top*"], "/t/");
     o.exclude = vec!["*.txt".into()];
-    let plan = plan_ctx(&o, ctx.path(), None).expect("plan");
+    let plan = t.plan(&o);
     assert_eq!(paths(&plan), ["t", "t/top.md"]);
 }
 
 #[test]
 fn parents_keep_the_path_below_the_pivot() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    dir(ctx.path(), "a/b", 0o750);
-    file(ctx.path(), "a/b/c.txt", "c", 0o644);
-    file(ctx.path(), "a/b/d.md", "d", 0o644);
-    file(ctx.path(), "x/y/z.txt", "z", 0o644);
+    let t = Trees::new();
+    t.dir("a/b", 0o750);
+    t.files(&[("a/b/c.txt", "c"), ("a/b/d.md", "d"), ("x/y/z.txt", "z")]);
     let mut o = op(&["a/b/c.txt", "./x/./y/z.txt"], "/dst/");
     o.parents = true;
-    let plan = plan_ctx(&o, ctx.path(), None).expect("plan");
+    let plan = t.plan(&o);
     assert_eq!(
         paths(&plan),
         [
@@ -412,51 +503,42 @@ fn parents_keep_the_path_below_the_pivot() {
     meta(&plan, "dst/a/b", "dir", 0o750, (0, 0));
     let mut o = op(&["a/*/*.md"], "/p/");
     o.parents = true;
-    let plan = plan_ctx(&o, ctx.path(), None).expect("plan");
+    let plan = t.plan(&o);
     assert_eq!(paths(&plan), ["p", "p/a", "p/a/b", "p/a/b/d.md"]);
 }
 
 #[test]
 fn link_ignores_the_parent_rootfs() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    let root = tempfile::tempdir().expect("tempdir");
-    rootfs(root.path());
-    file(ctx.path(), "f", "f", 0o644);
+    let t = Trees::with_rootfs();
+    t.file("f", "f", 0o644);
     let mut o = op(&["f"], "/lib/f");
     o.link = true;
-    let plan = plan_ctx(&o, ctx.path(), Some(root.path())).expect("plan");
+    let plan = t.plan_onto_root(&o);
     assert_eq!(paths(&plan), ["lib", "lib/f"]);
     meta(&plan, "lib", "dir", 0o755, (0, 0));
     // --chown names still come from the parent's passwd.
     o.chown = UserSpec::parse("app");
-    let plan = plan_ctx(&o, ctx.path(), Some(root.path())).expect("plan");
+    let plan = t.plan_onto_root(&o);
     meta(&plan, "lib/f", "file", 0o644, (1000, 1000));
 }
 
 #[test]
 fn symlinks_are_kept_inside_directories_and_followed_when_named() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "d/real.txt", "real", 0o644);
-    symlink("real.txt", ctx.path().join("d/alias")).expect("symlink");
-    symlink("/etc/passwd", ctx.path().join("d/hostlink")).expect("symlink");
-    symlink("d/real.txt", ctx.path().join("named")).expect("symlink");
-    symlink("d", ctx.path().join("dirlink")).expect("symlink");
-    let plan = plan_ctx(&op(&["d"], "/d/"), ctx.path(), None).expect("plan");
+    let t = Trees::new();
+    t.file("d/real.txt", "real", 0o644);
+    t.symlink("real.txt", "d/alias");
+    t.symlink("/etc/passwd", "d/hostlink");
+    t.symlink("d/real.txt", "named");
+    t.symlink("d", "dirlink");
+    let plan = t.plan(&op(&["d"], "/d/"));
     let alias = &get(&plan, "d/alias").entry;
-    assert_eq!(
-        alias.kind,
-        EntryKind::Symlink {
-            target: "real.txt".into()
-        }
-    );
+    assert_eq!(alias.kind, symlink_to("real.txt"));
     // A symlink inside a copied directory is data, whatever it points at.
     assert_eq!(
         get(&plan, "d/hostlink").entry.kind,
-        EntryKind::Symlink {
-            target: "/etc/passwd".into()
-        }
+        symlink_to("/etc/passwd")
     );
-    let plan = plan_ctx(&op(&["named", "dirlink"], "/n/"), ctx.path(), None).expect("plan");
+    let plan = t.plan(&op(&["named", "dirlink"], "/n/"));
     assert_eq!(
         paths(&plan),
         ["n", "n/alias", "n/hostlink", "n/named", "n/real.txt"]
@@ -467,10 +549,10 @@ fn symlinks_are_kept_inside_directories_and_followed_when_named() {
 
 #[test]
 fn hard_links_between_copied_files_are_kept() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "d/a", "same", 0o644);
-    fs::hard_link(ctx.path().join("d/a"), ctx.path().join("d/b")).expect("link");
-    let plan = plan_ctx(&op(&["d"], "/h/"), ctx.path(), None).expect("plan");
+    let t = Trees::new();
+    t.file("d/a", "same", 0o644);
+    fs::hard_link(t.ctx().join("d/a"), t.ctx().join("d/b")).expect("link");
+    let plan = t.plan(&op(&["d"], "/h/"));
     assert!(get(&plan, "h/a").entry.is_file());
     assert_eq!(
         get(&plan, "h/b").entry.kind,
@@ -522,14 +604,16 @@ fn heredoc_sources_are_0644_files() {
 
 #[test]
 fn hostile_sources_outside_the_context_are_rejected() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "ok", "ok", 0o644);
-    symlink("/etc/passwd", ctx.path().join("abs")).expect("symlink");
-    symlink("../../../../etc/passwd", ctx.path().join("rel")).expect("symlink");
-    let err = plan_ctx(&op(&["../etc/passwd"], "/"), ctx.path(), None).expect_err("outside");
+    let t = Trees::new();
+    t.file("ok", "ok", 0o644);
+    t.symlink("/etc/passwd", "abs");
+    t.symlink("../../../../etc/passwd", "rel");
+    let err = t
+        .try_plan(&op(&["../etc/passwd"], "/"))
+        .expect_err("outside");
     assert!(matches!(err, CopyError::OutsideContext { .. }), "{err}");
     for name in ["abs", "rel"] {
-        let err = plan_ctx(&op(&[name], "/x"), ctx.path(), None).expect_err("escape");
+        let err = t.try_plan(&op(&[name], "/x")).expect_err("escape");
         assert!(
             matches!(err, CopyError::SymlinkEscape { .. }),
             "{name}: {err}"
@@ -540,32 +624,37 @@ fn hostile_sources_outside_the_context_are_rejected() {
 /// A tar with a directory, a file (mode 0750, uid 7, mtime OLD) and a symlink.
 fn sample_tar() -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Directory);
-    h.set_path("pkg/").expect("path");
-    h.set_mode(0o755);
-    h.set_size(0);
-    h.set_mtime(OLD as u64);
-    h.set_cksum();
-    b.append(&h, std::io::empty()).expect("append");
-    let data = b"payload";
-    let mut h = tar::Header::new_ustar();
-    h.set_path("pkg/run").expect("path");
-    h.set_mode(0o750);
-    h.set_uid(7);
-    h.set_gid(8);
-    h.set_size(data.len() as u64);
-    h.set_mtime(OLD as u64);
-    h.set_cksum();
-    b.append(&h, &data[..]).expect("append");
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::Symlink);
-    h.set_path("pkg/link").expect("path");
-    h.set_link_name("run").expect("link");
-    h.set_size(0);
-    h.set_cksum();
-    b.append(&h, std::io::empty()).expect("append");
+    append_ustar(&mut b, "pkg/", b"", |h| {
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_mtime(OLD as u64);
+    });
+    append_ustar(&mut b, "pkg/run", b"payload", |h| {
+        h.set_mode(0o750);
+        h.set_uid(7);
+        h.set_gid(8);
+        h.set_mtime(OLD as u64);
+    });
+    append_ustar(&mut b, "pkg/link", b"", |h| {
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_link_name("run").expect("link");
+    });
     b.into_inner().expect("finish")
+}
+
+/// Append a ustar entry at `path` holding `data`; `set` fills in its type, mode, owner and time.
+fn append_ustar(
+    b: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    data: &[u8],
+    set: impl FnOnce(&mut tar::Header),
+) {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path).expect("path");
+    set(&mut h);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    b.append(&h, data).expect("append");
 }
 
 fn compress(kind: &str, data: &[u8]) -> Vec<u8> {
@@ -592,7 +681,7 @@ fn compress(kind: &str, data: &[u8]) -> Vec<u8> {
 
 #[test]
 fn add_unpacks_local_archives_detected_by_content() {
-    let ctx = tempfile::tempdir().expect("tempdir");
+    let t = Trees::new();
     let tarball = sample_tar();
     // Names that lie about the format: detection is by content only.
     let cases = [
@@ -603,8 +692,8 @@ fn add_unpacks_local_archives_detected_by_content() {
         ("plain", "e.bin"),
     ];
     for (kind, name) in cases {
-        fs::write(ctx.path().join(name), compress(kind, &tarball)).expect("write");
-        let plan = plan_ctx(&add_op(&[name], "/opt"), ctx.path(), None).expect(kind);
+        fs::write(t.ctx().join(name), compress(kind, &tarball)).expect("write");
+        let plan = t.try_plan(&add_op(&[name], "/opt")).expect(kind);
         assert_eq!(
             paths(&plan),
             ["opt", "opt/pkg", "opt/pkg/link", "opt/pkg/run"],
@@ -615,31 +704,26 @@ fn add_unpacks_local_archives_detected_by_content() {
         assert_eq!(bytes(get(&plan, "opt/pkg/run")), b"payload", "{kind}");
         assert_eq!(
             get(&plan, "opt/pkg/link").entry.kind,
-            EntryKind::Symlink {
-                target: "run".into()
-            },
+            symlink_to("run"),
             "{kind}"
         );
     }
     // `--unpack=false` keeps the archive as a file.
     let mut o = add_op(&["a.tar.gz"], "/opt/");
-    o.kind = CopyKind::Add {
-        unpack: Some(false),
-        keep_git_dir: false,
-    };
-    let plan = plan_ctx(&o, ctx.path(), None).expect("no unpack");
+    o.kind = add_kind(Some(false));
+    let plan = t.try_plan(&o).expect("no unpack");
     assert_eq!(paths(&plan), ["opt", "opt/a.tar.gz"]);
     // COPY never unpacks; a compressed non-tar is just a file.
-    let plan = plan_ctx(&op(&["a.tar.gz"], "/opt/"), ctx.path(), None).expect("copy");
+    let plan = t.try_plan(&op(&["a.tar.gz"], "/opt/")).expect("copy");
     assert_eq!(paths(&plan), ["opt", "opt/a.tar.gz"]);
-    fs::write(ctx.path().join("t.gz"), compress("gz", b"just text")).expect("write");
-    let plan = plan_ctx(&add_op(&["t.gz"], "/opt/"), ctx.path(), None).expect("add");
+    fs::write(t.ctx().join("t.gz"), compress("gz", b"just text")).expect("write");
+    let plan = t.try_plan(&add_op(&["t.gz"], "/opt/")).expect("add");
     assert_eq!(paths(&plan), ["opt", "opt/t.gz"]);
 }
 
 #[test]
 fn add_refuses_archive_entries_climbing_out() {
-    let ctx = tempfile::tempdir().expect("tempdir");
+    let t = Trees::new();
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_old();
     let name = b"../evil";
@@ -648,8 +732,10 @@ fn add_refuses_archive_entries_climbing_out() {
     h.set_size(4);
     h.set_cksum();
     b.append(&h, &b"evil"[..]).expect("append");
-    fs::write(ctx.path().join("bad.tar"), b.into_inner().expect("tar")).expect("write");
-    let err = plan_ctx(&add_op(&["bad.tar"], "/x/"), ctx.path(), None).expect_err("hostile");
+    fs::write(t.ctx().join("bad.tar"), b.into_inner().expect("tar")).expect("write");
+    let err = t
+        .try_plan(&add_op(&["bad.tar"], "/x/"))
+        .expect_err("hostile");
     assert!(matches!(err, CopyError::Archive(_)), "{err}");
     assert!(err.to_string().contains("../evil"), "{err}");
 }
@@ -687,30 +773,16 @@ fn add_url_is_a_0600_file_with_last_modified() {
     let fetcher = HttpFetcher::new();
     let mut o = add_op(&[], "/dl/");
     o.sources = vec![CopySource::Url(url.clone())];
-    let plan = plan_copy(&CopyRequest {
-        op: &o,
-        source: SourceRoot::Empty,
-        dest_root: None,
-        fetcher: &fetcher,
-    })
-    .expect("plan");
+    let plan = plan_fetched(&o, &fetcher).expect("plan");
     assert_eq!(paths(&plan), ["dl", "dl/tool.txt"]);
     meta(&plan, "dl/tool.txt", "file", 0o600, (0, 0));
     assert_eq!(get(&plan, "dl/tool.txt").entry.mtime, 1_445_412_480);
     assert_eq!(bytes(get(&plan, "dl/tool.txt")), b"remote content");
     // --checksum: the right digest passes, a wrong one names both.
     o.checksum = Some(rbuild_layers::digest::Digest::of(b"remote content"));
-    let req = |o: &CopyOp, f: &dyn Fetcher| {
-        plan_copy(&CopyRequest {
-            op: o,
-            source: SourceRoot::Empty,
-            dest_root: None,
-            fetcher: f,
-        })
-    };
-    req(&o, &fetcher).expect("checksum ok");
+    plan_fetched(&o, &fetcher).expect("checksum ok");
     o.checksum = Some(rbuild_layers::digest::Digest::of(b"other"));
-    let err = req(&o, &fetcher).expect_err("mismatch");
+    let err = plan_fetched(&o, &fetcher).expect_err("mismatch");
     assert!(matches!(err, CopyError::ChecksumMismatch { .. }), "{err}");
 }
 
@@ -719,13 +791,13 @@ type Seen = (String, u32, u32, u32, i64, Vec<u8>);
 
 #[test]
 fn layer_blob_holds_the_planned_bytes() {
-    let ctx = tempfile::tempdir().expect("tempdir");
+    let t = Trees::new();
     let store_dir = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "d/a.txt", "alpha", 0o640);
-    symlink("a.txt", ctx.path().join("d/l")).expect("symlink");
+    t.file("d/a.txt", "alpha", 0o640);
+    t.symlink("a.txt", "d/l");
     let mut o = op(&["d"], "/app/");
     o.chown = UserSpec::parse("10:20");
-    let plan = plan_ctx(&o, ctx.path(), None).expect("plan");
+    let plan = t.plan(&o);
     let store = BlobStore::ensure(store_dir.path()).expect("store");
     let info = plan
         .write_layer(&store, LayerOptions::default())
@@ -757,14 +829,15 @@ fn layer_blob_holds_the_planned_bytes() {
     );
     assert_eq!(got["app/l"].0, "symlink");
     // The same inputs give the same layer (created-dir mtimes are clamped).
-    let again = plan_ctx(&o, ctx.path(), None)
+    let again = t
+        .try_plan(&o)
         .expect("plan")
         .write_layer(&store, LayerOptions::default())
         .expect("layer");
     assert_eq!(again.digest, info.digest);
     assert_eq!(
         plan.content_digest().expect("digest"),
-        plan_ctx(&o, ctx.path(), None)
+        t.try_plan(&o)
             .expect("plan")
             .content_digest()
             .expect("digest")
@@ -773,22 +846,15 @@ fn layer_blob_holds_the_planned_bytes() {
 
 #[test]
 fn add_archive_follows_dest_symlinks_and_keeps_unnamed_dirs() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    let root = tempfile::tempdir().expect("tempdir");
-    rootfs(root.path());
-    dir(root.path(), "opt", 0o701);
+    let t = Trees::with_rootfs();
+    dir(t.root(), "opt", 0o701);
     // An archive naming only `lib/x.so` and `opt/tool`: its parents are not archive entries.
     let mut b = tar::Builder::new(Vec::new());
     for (name, data) in [("lib/x.so", &b"so"[..]), ("opt/tool", &b"t"[..])] {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(name).expect("path");
-        h.set_mode(0o755);
-        h.set_size(data.len() as u64);
-        h.set_cksum();
-        b.append(&h, data).expect("append");
+        append_ustar(&mut b, name, data, |h| h.set_mode(0o755));
     }
-    fs::write(ctx.path().join("a.tar"), b.into_inner().expect("tar")).expect("write");
-    let plan = plan_ctx(&add_op(&["a.tar"], "/"), ctx.path(), Some(root.path())).expect("plan");
+    fs::write(t.ctx().join("a.tar"), b.into_inner().expect("tar")).expect("write");
+    let plan = t.plan_onto_root(&add_op(&["a.tar"], "/"));
     assert_eq!(
         paths(&plan),
         ["opt", "opt/tool", "usr", "usr/lib", "usr/lib/x.so"]
@@ -806,28 +872,27 @@ fn copy_from_an_empty_stage_is_not_found() {
 
 #[test]
 fn directory_copy_gives_dest_the_source_mtime() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    let root = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "src/a", "a", 0o644);
+    let t = Trees::new();
+    t.file("src/a", "a", 0o644);
     let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_500_000_000);
-    fs::File::open(ctx.path().join("src"))
+    fs::File::open(t.ctx().join("src"))
         .expect("open dir")
         .set_modified(old)
         .expect("mtime");
-    dir(root.path(), "app", 0o750);
-    let plan = plan_ctx(&op(&["src"], "/app"), ctx.path(), Some(root.path())).expect("plan");
+    dir(t.root(), "app", 0o750);
+    let plan = t.plan_onto_root(&op(&["src"], "/app"));
     // Existing dest keeps mode and owner, takes the source directory's mtime.
     meta(&plan, "app", "dir", 0o750, (0, 0));
     assert_eq!(get(&plan, "app").entry.mtime, 1_500_000_000);
-    let plan = plan_ctx(&op(&["src"], "/new"), ctx.path(), Some(root.path())).expect("plan");
+    let plan = t.plan_onto_root(&op(&["src"], "/new"));
     meta(&plan, "new", "dir", 0o755, (0, 0));
     assert_eq!(get(&plan, "new").entry.mtime, 1_500_000_000);
 }
 
 #[test]
 fn checksum_is_refused_where_buildkit_refuses_it() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "a", "a", 0o644);
+    let t = Trees::new();
+    t.file("a", "a", 0o644);
     let digest = rbuild_layers::digest::Digest::of(b"a");
     let cases = [
         (op(&["a"], "/"), "checksum can't be specified for COPY"),
@@ -842,21 +907,19 @@ fn checksum_is_refused_where_buildkit_refuses_it() {
     ];
     for (mut o, want) in cases {
         o.checksum = Some(digest.clone());
-        let err = plan_ctx(&o, ctx.path(), None).expect_err(want);
+        let err = t.try_plan(&o).expect_err(want);
         assert_eq!(err.to_string(), want);
     }
 }
 
 #[test]
 fn link_with_chmod_copies_onto_the_parent() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    let root = tempfile::tempdir().expect("tempdir");
-    rootfs(root.path());
-    file(ctx.path(), "f", "f", 0o644);
+    let t = Trees::with_rootfs();
+    t.file("f", "f", 0o644);
     let mut o = op(&["f"], "/lib/f");
     o.link = true;
     o.chmod = Some(Chmod::Octal(0o600));
-    let plan = plan_ctx(&o, ctx.path(), Some(root.path())).expect("plan");
+    let plan = t.plan_onto_root(&o);
     assert_eq!(paths(&plan), ["usr", "usr/lib", "usr/lib/f"]);
     meta(&plan, "usr/lib/f", "file", 0o600, (0, 0));
 }
@@ -940,12 +1003,12 @@ fn build_reports_a_missing_source_at_its_line() {
 
 #[test]
 fn extended_attributes_are_copied() {
-    let ctx = tempfile::tempdir().expect("tempdir");
-    file(ctx.path(), "d/f", "f", 0o644);
-    let f = ctx.path().join("d/f");
+    let t = Trees::new();
+    t.file("d/f", "f", 0o644);
+    let f = t.ctx().join("d/f");
     rustix::fs::setxattr(&f, "user.origin", b"ctx", rustix::fs::XattrFlags::empty())
         .expect("set xattr");
-    let plan = plan_ctx(&op(&["d"], "/x/"), ctx.path(), None).expect("plan");
+    let plan = t.plan(&op(&["d"], "/x/"));
     let xattrs = &get(&plan, "x/f").entry.xattrs;
     assert_eq!(
         xattrs.get("user.origin").map(Vec::as_slice),
@@ -960,23 +1023,12 @@ fn add_url_archives_stay_files_unless_unpack_is_true() {
     let fetcher = HttpFetcher::new();
     let mut o = add_op(&[], "/dl/pkg.tgz");
     o.sources = vec![CopySource::Url(format!("{base}/download"))];
-    let req = |o: &CopyOp| {
-        plan_copy(&CopyRequest {
-            op: o,
-            source: SourceRoot::Empty,
-            dest_root: None,
-            fetcher: &fetcher,
-        })
-    };
-    let plan = req(&o).expect("plan");
+    let plan = plan_fetched(&o, &fetcher).expect("plan");
     // A destination without `/` names the file.
     assert_eq!(paths(&plan), ["dl", "dl/pkg.tgz"]);
     assert_eq!(bytes(get(&plan, "dl/pkg.tgz")), body);
-    o.kind = CopyKind::Add {
-        unpack: Some(true),
-        keep_git_dir: false,
-    };
+    o.kind = add_kind(Some(true));
     o.dest = "/dl/".into();
-    let plan = req(&o).expect("plan");
+    let plan = plan_fetched(&o, &fetcher).expect("plan");
     assert_eq!(paths(&plan), ["dl", "dl/pkg", "dl/pkg/link", "dl/pkg/run"]);
 }

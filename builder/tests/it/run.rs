@@ -117,6 +117,7 @@ struct World {
 }
 
 impl World {
+    /// A world over the [`base_layer`].
     fn new() -> World {
         let dir = tempfile::Builder::new()
             .prefix("rbuild-run-test-")
@@ -125,6 +126,11 @@ impl World {
         let lower = dir.path().join("layer0");
         fs::create_dir(&lower).expect("mkdir");
         base_layer(&lower);
+        World::over(dir, vec![lower])
+    }
+
+    /// A world over `lowers`, with its store, context and secrets under `dir`.
+    fn over(dir: tempfile::TempDir, lowers: Vec<PathBuf>) -> World {
         let store = dir.path().join("store");
         let context = dir.path().join("context");
         fs::create_dir_all(&store).expect("mkdir");
@@ -134,7 +140,7 @@ impl World {
         secrets.insert("tok".to_string(), b"s3cr3t-value".to_vec());
         World {
             dir,
-            lowers: vec![lower],
+            lowers,
             store,
             context,
             secrets,
@@ -146,6 +152,8 @@ impl World {
         self.dir.path().join("logs/step.log")
     }
 
+    /// Run `op` with `exec` on a `mode` snapshot, as the solver does: with the context, the step
+    /// log and BuildKit's host name.
     fn run(
         &self,
         exec: Exec,
@@ -157,18 +165,10 @@ impl World {
         let cancel = Cancellation::new();
         let log = self.log();
         let inputs = RunInputs {
-            op,
-            lowers: &self.lowers,
-            mount_sources: &self.sources,
             context_dir: Some(&self.context),
-            store_root: &self.store,
-            secrets: &self.secrets,
-            ssh_agent: None,
-            executor: executor.as_ref(),
-            sink: out,
-            cancel: &cancel,
             hostname: "buildkitsandbox",
             log_path: Some(&log),
+            ..self.inputs(op, executor.as_ref(), out, &cancel)
         };
         run_step_with(
             &inputs,
@@ -176,6 +176,42 @@ impl World {
                 snapshot_mode: mode,
             },
         )
+    }
+
+    /// The inputs of `op` over this world's layers, store and secrets, with no context, ssh
+    /// agent or log; a test overrides the fields its scenario needs.
+    fn inputs<'a>(
+        &'a self,
+        op: &'a RunOp,
+        executor: &'a dyn Executor,
+        sink: &'a Capture,
+        cancel: &'a Cancellation,
+    ) -> RunInputs<'a> {
+        RunInputs {
+            op,
+            lowers: &self.lowers,
+            mount_sources: &self.sources,
+            context_dir: None,
+            store_root: &self.store,
+            secrets: &self.secrets,
+            ssh_agent: None,
+            executor,
+            sink,
+            cancel,
+            hostname: "h",
+            log_path: None,
+        }
+    }
+
+    /// The error of `op` run in the sandbox on an overlay snapshot, which must fail (`why`).
+    fn sandbox_error(&self, op: &RunOp, why: &str) -> RunError {
+        self.run(
+            Exec::Sandbox,
+            SnapshotMode::Overlay,
+            op,
+            &Capture::default(),
+        )
+        .expect_err(why)
     }
 
     /// Nothing left in the store's scratch area.
@@ -250,12 +286,12 @@ fn diff_id(out: &RunOutput, blobs: &Path) -> String {
         .to_string()
 }
 
-/// Every combination of executor and snapshot kind.
-fn matrix() -> Vec<(Exec, SnapshotMode)> {
+/// Every combination of executor and snapshot kind, with its name for messages.
+fn matrix() -> Vec<(Exec, SnapshotMode, String)> {
     let mut v = Vec::new();
     for e in EXECUTORS {
         for m in [SnapshotMode::Overlay, SnapshotMode::Copy] {
-            v.push((e, m));
+            v.push((e, m, format!("{e:?}/{m:?}")));
         }
     }
     v
@@ -266,8 +302,7 @@ fn file_creation_leaves_only_real_changes() {
     let w = World::new();
     let op = sh("echo hello > /new.txt && mkdir -p /a/b && echo x > /etc/added");
     let mut layers = Vec::new();
-    for (exec, mode) in matrix() {
-        let name = format!("{exec:?}/{mode:?}");
+    for (exec, mode, name) in matrix() {
         let out = w.run(exec, mode, &op, &Capture::default()).expect(&name);
         assert_eq!(
             out.snapshot_kind() == SnapshotKind::Copy,
@@ -321,8 +356,7 @@ fn file_creation_leaves_only_real_changes() {
 #[test]
 fn nothing_written_gives_an_empty_layer() {
     let w = World::new();
-    for (exec, mode) in matrix() {
-        let name = format!("{exec:?}/{mode:?}");
+    for (exec, mode, name) in matrix() {
         let out = w
             .run(
                 exec,
@@ -342,8 +376,7 @@ fn deleting_base_files_gives_whiteouts() {
     let w = World::new();
     let op = sh("rm /base/file1 && rm -r /base/dir/sub");
     let mut ids = Vec::new();
-    for (exec, mode) in matrix() {
-        let name = format!("{exec:?}/{mode:?}");
+    for (exec, mode, name) in matrix() {
         let out = w.run(exec, mode, &op, &Capture::default()).expect(&name);
         assert_eq!(
             summary(&out),
@@ -365,8 +398,7 @@ fn deleting_base_files_gives_whiteouts() {
 fn replacing_a_directory_hides_its_old_contents() {
     let w = World::new();
     let op = sh("rm -rf /base/dir && mkdir /base/dir && echo n > /base/dir/new");
-    for (exec, mode) in matrix() {
-        let name = format!("{exec:?}/{mode:?}");
+    for (exec, mode, name) in matrix() {
         let out = w.run(exec, mode, &op, &Capture::default()).expect(&name);
         let got = summary(&out);
         match mode {
@@ -401,8 +433,7 @@ fn replacing_a_directory_hides_its_old_contents() {
 fn hard_links_and_symlinks() {
     let w = World::new();
     let op = sh("echo data > /h1 && ln /h1 /h2 && ln -s h1 /s && ln -s /base/file2 /abs");
-    for (exec, mode) in matrix() {
-        let name = format!("{exec:?}/{mode:?}");
+    for (exec, mode, name) in matrix() {
         let out = w.run(exec, mode, &op, &Capture::default()).expect(&name);
         assert_eq!(
             summary(&out),
@@ -453,14 +484,7 @@ fn user_switching_by_name_with_groups_and_owned_workdir() {
     }
     // A user missing from /etc/passwd fails before anything runs.
     op.user = UserSpec::parse("ghost");
-    let err = w
-        .run(
-            Exec::Sandbox,
-            SnapshotMode::Overlay,
-            &op,
-            &Capture::default(),
-        )
-        .expect_err("no such user");
+    let err = w.sandbox_error(&op, "no such user");
     assert!(
         err.to_string()
             .contains("unable to find user ghost: no matching entries in passwd file /etc/passwd"),
@@ -553,8 +577,7 @@ fn secrets_never_reach_the_layer_or_the_log() {
          && stat -c '%a %u' /run/secrets/tok && echo ok",
     );
     op.mounts = secret_mounts();
-    for (exec, mode) in matrix() {
-        let name = format!("{exec:?}/{mode:?}");
+    for (exec, mode, name) in matrix() {
         let text = Capture::default();
         let out = w.run(exec, mode, &op, &text).expect(&name);
         assert_eq!(text.text(), "400 0\nok\n", "{name}");
@@ -573,14 +596,7 @@ fn secrets_never_reach_the_layer_or_the_log() {
     if let MountKind::Secret { id, .. } = &mut missing.mounts[0].kind {
         *id = "absent".into();
     }
-    let err = w
-        .run(
-            Exec::Sandbox,
-            SnapshotMode::Overlay,
-            &missing,
-            &Capture::default(),
-        )
-        .expect_err("required");
+    let err = w.sandbox_error(&missing, "required");
     assert!(err.to_string().contains("secret absent not found"), "{err}");
     w.assert_clean("missing secret");
 }
@@ -653,14 +669,7 @@ fn bind_mount_rw_changes_are_discarded() {
     if let MountKind::Bind { readwrite, .. } = &mut op.mounts[0].kind {
         *readwrite = false;
     }
-    let err = w
-        .run(
-            Exec::Sandbox,
-            SnapshotMode::Overlay,
-            &op,
-            &Capture::default(),
-        )
-        .expect_err("read-only bind");
+    let err = w.sandbox_error(&op, "read-only bind");
     assert_eq!(err.exit_code(), Some(1), "{err}");
 }
 
@@ -672,8 +681,7 @@ fn heredoc_script_runs_with_its_interpreter() {
         shell: vec!["/bin/sh".into(), "-c".into()],
         content: "#!/bin/sh -e\necho \"args: $0\"\necho from-heredoc > /hd.txt\n".into(),
     };
-    for (exec, mode) in matrix() {
-        let name = format!("{exec:?}/{mode:?}");
+    for (exec, mode, name) in matrix() {
         let text = Capture::default();
         let out = w.run(exec, mode, &op, &text).expect(&name);
         assert!(
@@ -713,14 +721,7 @@ fn tmpfs_is_empty_and_unmounted_after() {
     }
     // And after a failure.
     op.command = Command::Exec(vec!["/bin/false".into()]);
-    let err = w
-        .run(
-            Exec::Sandbox,
-            SnapshotMode::Overlay,
-            &op,
-            &Capture::default(),
-        )
-        .expect_err("fails");
+    let err = w.sandbox_error(&op, "fails");
     assert_eq!(err.exit_code(), Some(1));
     w.assert_clean("after failure");
     let after = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
@@ -741,20 +742,7 @@ fn cancelled_before_start_leaves_nothing() {
     cancel.cancel();
     let op = sh("true");
     let out = Capture::default();
-    let inputs = RunInputs {
-        op: &op,
-        lowers: &w.lowers,
-        mount_sources: &w.sources,
-        context_dir: None,
-        store_root: &w.store,
-        secrets: &w.secrets,
-        ssh_agent: None,
-        executor: executor.as_ref(),
-        sink: &out,
-        cancel: &cancel,
-        hostname: "h",
-        log_path: None,
-    };
+    let inputs = w.inputs(&op, executor.as_ref(), &out, &cancel);
     let err = rbuild::ops::run::run_step(&inputs).expect_err("cancelled");
     assert!(matches!(err, RunError::Cancelled), "{err}");
     w.assert_clean("cancelled");
@@ -765,8 +753,7 @@ fn workdir_is_created_and_kept() {
     let w = World::new();
     let mut op = sh("pwd");
     op.workdir = "/srv/app".into();
-    for (exec, mode) in matrix() {
-        let name = format!("{exec:?}/{mode:?}");
+    for (exec, mode, name) in matrix() {
         let text = Capture::default();
         let out = w.run(exec, mode, &op, &text).expect(&name);
         assert_eq!(text.text(), "/srv/app\n", "{name}");
@@ -797,32 +784,15 @@ fn ssh_agent_socket_is_forwarded_and_never_layered() {
         let cancel = Cancellation::new();
         let text = Capture::default();
         let inputs = RunInputs {
-            op: &op,
-            lowers: &w.lowers,
-            mount_sources: &w.sources,
-            context_dir: None,
-            store_root: &w.store,
-            secrets: &w.secrets,
             ssh_agent: Some(&sock),
-            executor: executor.as_ref(),
-            sink: &text,
-            cancel: &cancel,
-            hostname: "h",
-            log_path: None,
+            ..w.inputs(&op, executor.as_ref(), &text, &cancel)
         };
         let out = rbuild::ops::run::run_step(&inputs).expect("ssh run");
         assert_eq!(text.text(), "/run/buildkit/ssh_agent.0\n", "{exec:?}");
         assert!(out.changes.is_empty(), "{exec:?}: {:?}", summary(&out));
     }
     // Required but not forwarded.
-    let err = w
-        .run(
-            Exec::Sandbox,
-            SnapshotMode::Overlay,
-            &op,
-            &Capture::default(),
-        )
-        .expect_err("no agent");
+    let err = w.sandbox_error(&op, "no agent");
     assert!(err.to_string().contains("no ssh agent default"), "{err}");
     w.assert_clean("ssh");
 }
@@ -861,20 +831,7 @@ fn cancelled_while_running_leaves_nothing() {
                 }
                 cancel.cancel();
             });
-            let inputs = RunInputs {
-                op: &op,
-                lowers: &w.lowers,
-                mount_sources: &w.sources,
-                context_dir: None,
-                store_root: &w.store,
-                secrets: &w.secrets,
-                ssh_agent: None,
-                executor: executor.as_ref(),
-                sink: &text,
-                cancel: &cancel,
-                hostname: "h",
-                log_path: None,
-            };
+            let inputs = w.inputs(&op, executor.as_ref(), &text, &cancel);
             rbuild::ops::run::run_step(&inputs)
         });
         let err = result.expect_err("cancelled");
@@ -911,25 +868,14 @@ fn steps_stack_on_the_busybox_image_through_written_layers() {
         unpack_lower(store, layer.digest().as_ref(), &dir);
         lowers.push(dir);
     }
-    let store_root = t.path().join("store");
-    fs::create_dir_all(&store_root).expect("mkdir");
-    let (sources, secrets) = (BTreeMap::new(), BTreeMap::new());
+    let w = World::over(t, lowers);
     let run = |exec: Exec, lowers: &[PathBuf], op: &RunOp, text: &Capture| {
         let executor = executor(exec);
         let cancel = Cancellation::new();
         let inputs = RunInputs {
-            op,
             lowers,
-            mount_sources: &sources,
-            context_dir: None,
-            store_root: &store_root,
-            secrets: &secrets,
-            ssh_agent: None,
-            executor: executor.as_ref(),
-            sink: text,
-            cancel: &cancel,
             hostname: "buildkitsandbox",
-            log_path: None,
+            ..w.inputs(op, executor.as_ref(), text, &cancel)
         };
         rbuild::ops::run::run_step(&inputs)
     };
@@ -938,7 +884,7 @@ fn steps_stack_on_the_busybox_image_through_written_layers() {
         let mut op = sh("echo one > /made && rm /etc/group && whoami");
         op.user = None;
         let text = Capture::default();
-        let out = run(exec, &lowers, &op, &text).expect("step 1");
+        let out = run(exec, &w.lowers, &op, &text).expect("step 1");
         assert_eq!(text.text(), "root\n", "{exec:?}");
         assert_eq!(
             summary(&out),
@@ -950,9 +896,9 @@ fn steps_stack_on_the_busybox_image_through_written_layers() {
             .write_layer(store, Default::default())
             .expect("write layer");
         out.release().expect("release");
-        let dir = t.path().join(format!("{exec:?}-step1"));
+        let dir = w.dir.path().join(format!("{exec:?}-step1"));
         unpack_lower(store, &layer.digest.to_string(), &dir);
-        let mut stacked = lowers.clone();
+        let mut stacked = w.lowers.clone();
         stacked.push(dir);
         // Step 2 sees step 1's result through the stacked lowers, and deletes its file.
         let op = sh("cat /made && test ! -e /etc/group && rm /made");
@@ -961,7 +907,7 @@ fn steps_stack_on_the_busybox_image_through_written_layers() {
         assert_eq!(text.text(), "one\n", "{exec:?}");
         assert_eq!(summary(&out), [".wh.made file:0"], "{exec:?}");
     }
-    let left: Vec<_> = fs::read_dir(store_root.join(RUN_SCRATCH_DIR))
+    let left: Vec<_> = fs::read_dir(w.store.join(RUN_SCRATCH_DIR))
         .expect("scratch")
         .collect();
     assert!(left.is_empty(), "{left:?}");

@@ -196,8 +196,8 @@ impl Scan<'_> {
 
 /// The parameter name at the start of `rest` (BuildKit's `processName`): a run of digits (a
 /// positional parameter), one special parameter character, or letters, digits and `_` not
-/// starting with a digit; empty when there is none. Shared with the heredoc marker lexer.
-pub(crate) fn param_name(rest: &str) -> &str {
+/// starting with a digit; empty when there is none.
+fn param_name(rest: &str) -> &str {
     let end = match rest.chars().next() {
         None => 0,
         Some(ch) if is_go_digit(ch) => rest.find(|c| !is_go_digit(c)).unwrap_or(rest.len()),

@@ -18,18 +18,27 @@
 //! included: they are kept, never start a quoted string and never protect `$`, blanks or the
 //! escape character; `$` expansion and the escape character (outside-quotes rules: `\$` gives
 //! `$`, `\\` gives `\`, `\x` gives `x`, a trailing escape is dropped) still apply.
+//! With heredoc markers on (BuildKit's `processPossibleHeredoc`, used when the parser looks for
+//! `<<EOF` on RUN/COPY/ADD lines) an unquoted `<<` takes the blanks (space, tab, CR) right after it
+//! into its word, so `<< EOF` stays one word; a lone `<` is an ordinary character.
 //! A leading byte order mark is skipped, as Go's `text/scanner` does.
 //! Names and template names use Go's `unicode.IsLetter`/`IsDigit` (general categories L and Nd),
 //! not Rust's wider `is_alphabetic`/`is_numeric`.
 //!
-//! Known deviation: BuildKit shares one word buffer between a word and the `${...}` operands nested
+//! Known deviations: BuildKit shares one word buffer between a word and the `${...}` operands nested
 //! in it, so `ProcessWords("a${X:-b}c")` loses the `a`. We keep each level's buffer apart.
+//! `${...}` operands nested more than [`MAX_DEPTH`] deep are an error ("substitutions nested too
+//! deeply"), where Go's growable stack has no limit; this keeps hostile input from overflowing
+//! ours. BuildKit may treat `<<` specially in every word; we do so only with heredoc markers on.
 
 use std::collections::BTreeSet;
 
 use unicode_general_category::{get_general_category, GeneralCategory};
 
 use super::{Env, Expansion, ShellError, WordsExpansion};
+
+/// How deep `${...}` operands may nest inside one word before expansion gives up.
+const MAX_DEPTH: usize = 256;
 
 /// The shell-word lexer/expander (BuildKit `shell.Lex`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +48,7 @@ pub struct Lexer {
     raw_escapes: bool,
     skip_unset_env: bool,
     skip_process_quotes: bool,
+    heredoc_markers: bool,
 }
 
 impl Default for Lexer {
@@ -57,6 +67,7 @@ impl Lexer {
             raw_escapes: false,
             skip_unset_env: false,
             skip_process_quotes: false,
+            heredoc_markers: false,
         }
     }
 
@@ -89,6 +100,15 @@ impl Lexer {
     pub fn with_skip_process_quotes(self, on: bool) -> Self {
         Lexer {
             skip_process_quotes: on,
+            ..self
+        }
+    }
+
+    /// Keep the blanks after an unquoted `<<` in its word, so `<< EOF` is one word (BuildKit's
+    /// `processPossibleHeredoc`; what the parser needs to find heredoc markers on a line).
+    pub fn with_heredoc_markers(self, on: bool) -> Self {
+        Lexer {
+            heredoc_markers: on,
             ..self
         }
     }
@@ -136,6 +156,8 @@ pub(super) struct Scan<'a> {
     /// Whether escape characters are kept right now; `${V#p}`, `${V%p}` and `${V/p/r}` operands
     /// switch it on so the pattern still sees `\*`.
     raw_escapes: bool,
+    /// How many [`Scan::process_stop_on`] calls are open, for the [`MAX_DEPTH`] guard.
+    depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -153,6 +175,7 @@ impl<'a> Scan<'a> {
             pos,
             env,
             raw_escapes: lexer.raw_escapes,
+            depth: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         }
@@ -196,15 +219,21 @@ impl<'a> Scan<'a> {
     }
 
     /// Process until `stop` (consumed) or, when `stop` is `None`, the end of the word. Returns the
-    /// expanded text and its split words. Reaching the end while looking for `stop` is an error.
+    /// expanded text and its split words. Reaching the end while looking for `stop` is an error,
+    /// and so is nesting deeper than [`MAX_DEPTH`].
     pub(super) fn process_stop_on(
         &mut self,
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Result<(String, Vec<String>), ShellError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ShellError::new("substitutions nested too deeply", self.pos));
+        }
+        self.depth += 1;
         let saved = std::mem::replace(&mut self.raw_escapes, raw_escapes);
         let result = self.process_until(stop);
         self.raw_escapes = saved;
+        self.depth -= 1;
         result
     }
 
@@ -221,6 +250,11 @@ impl<'a> Scan<'a> {
                     let value = self.process_dollar()?;
                     result.push_str(&value);
                     words.add_string(&value);
+                }
+                '<' if self.lexer.heredoc_markers => {
+                    let marker = self.process_possible_heredoc();
+                    result.push_str(&marker);
+                    words.add_raw_string(&marker);
                 }
                 '\'' if !self.lexer.skip_process_quotes => {
                     let value = self.process_single_quote()?;
@@ -260,6 +294,21 @@ impl<'a> Scan<'a> {
             )),
             None => Ok((result, words.finish())),
         }
+    }
+
+    /// `<` alone, or `<<` plus the blanks right after it (so `<< EOF` stays one word).
+    fn process_possible_heredoc(&mut self) -> String {
+        let mut marker = String::new();
+        marker.extend(self.next_char());
+        if self.peek() != Some('<') {
+            return marker;
+        }
+        marker.extend(self.next_char());
+        while let Some(blank) = self.peek().filter(|c| matches!(c, ' ' | '\t' | '\r')) {
+            self.next_char();
+            marker.push(blank);
+        }
+        marker
     }
 
     fn process_single_quote(&mut self) -> Result<String, ShellError> {
@@ -341,9 +390,9 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// Word splitting state (BuildKit's `wordsStruct`), shared with the heredoc marker lexer.
+/// Word splitting state (BuildKit's `wordsStruct`).
 #[derive(Default)]
-pub(crate) struct Words {
+struct Words {
     buf: String,
     words: Vec<String>,
     in_word: bool,
@@ -351,7 +400,7 @@ pub(crate) struct Words {
 
 impl Words {
     /// An unquoted character: whitespace ends the current word, anything else extends it.
-    pub(crate) fn add_char(&mut self, ch: char) {
+    fn add_char(&mut self, ch: char) {
         if ch.is_whitespace() {
             if self.in_word && !self.buf.is_empty() {
                 self.words.push(std::mem::take(&mut self.buf));
@@ -363,26 +412,26 @@ impl Words {
     }
 
     /// A quoted or escaped character: always part of the word.
-    pub(crate) fn add_raw_char(&mut self, ch: char) {
+    fn add_raw_char(&mut self, ch: char) {
         self.buf.push(ch);
         self.in_word = true;
     }
 
     /// Unquoted text: each character as [`Words::add_char`].
-    pub(crate) fn add_string(&mut self, s: &str) {
+    fn add_string(&mut self, s: &str) {
         for ch in s.chars() {
             self.add_char(ch);
         }
     }
 
     /// Quoted or escaped text: always part of the word.
-    pub(crate) fn add_raw_string(&mut self, s: &str) {
+    fn add_raw_string(&mut self, s: &str) {
         self.buf.push_str(s);
         self.in_word = true;
     }
 
     /// The words, the last one included when it is not empty.
-    pub(crate) fn finish(mut self) -> Vec<String> {
+    fn finish(mut self) -> Vec<String> {
         if !self.buf.is_empty() {
             self.words.push(self.buf);
         }
@@ -597,6 +646,64 @@ mod tests {
         "\"a b\"",
         ["\"a", "b\""]
     );
+
+    #[test]
+    fn heredoc_markers_keep_the_blanks_after_an_unquoted_marker() {
+        // (input, words with heredoc markers on, words with them off)
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            ("cat << EOF", &["cat", "<< EOF"], &["cat", "<<", "EOF"]),
+            ("<<\t\r EOF x", &["<<\t\r EOF", "x"], &["<<", "EOF", "x"]),
+            ("<< -EOF", &["<< -EOF"], &["<<", "-EOF"]),
+            ("<<\nEOF", &["<<", "EOF"], &["<<", "EOF"]),
+            ("a < b", &["a", "<", "b"], &["a", "<", "b"]),
+            ("'<< EOF'", &["<< EOF"], &["<< EOF"]),
+            ("\"<< $PWD\"", &["<< /home"], &["<< /home"]),
+        ];
+        for &(input, on, off) in cases {
+            for (heredoc_markers, want) in [(true, on), (false, off)] {
+                let got = lx()
+                    .with_heredoc_markers(heredoc_markers)
+                    .process_words(input, &env())
+                    .map(|e| e.words);
+                let want: Vec<String> = want.iter().map(|w| w.to_string()).collect();
+                assert_eq!(got, Ok(want), "{input:?} markers {heredoc_markers}");
+            }
+        }
+        let word = lx()
+            .with_heredoc_markers(true)
+            .process_word("a <<  b", &env())
+            .map(|e| e.value);
+        assert_eq!(
+            word.as_deref(),
+            Ok("a <<  b"),
+            "process_word keeps the text"
+        );
+    }
+
+    // Nesting guard: MAX_DEPTH levels of `${...}` operands (the word itself is level one).
+    fn nested(levels: usize) -> String {
+        format!("{}x{}", "${NOPE:-".repeat(levels), "}".repeat(levels))
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_expands() {
+        let got = lx().process_word(&nested(MAX_DEPTH - 1), &env());
+        assert_eq!(got.map(|e| e.value), Ok("x".to_string()));
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_an_error_not_a_stack_overflow() {
+        for levels in [MAX_DEPTH, 20_000] {
+            let err = lx()
+                .process_word(&nested(levels), &env())
+                .expect_err("too deep");
+            assert_eq!(
+                (err.message.as_str(), err.offset),
+                ("substitutions nested too deeply", 8 * MAX_DEPTH),
+                "{levels} levels"
+            );
+        }
+    }
 
     #[test]
     fn skip_quotes_records_matches() {

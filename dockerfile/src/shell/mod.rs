@@ -8,7 +8,8 @@
 //! (`ProcessWords`). Both report which variables were referenced, set and unset, so cache keys and
 //! lints can depend on exactly those. [`Lexer::with_skip_process_quotes`] turns quote processing
 //! off, as BuildKit does (`SkipProcessQuotes`) for the bodies of `COPY`/`ADD` heredocs whose
-//! delimiter is unquoted.
+//! delimiter is unquoted; [`Lexer::with_heredoc_markers`] keeps `<< EOF` one word, which is how
+//! the parser finds heredoc markers on a RUN/COPY/ADD line (`crate::heredoc`).
 //!
 //! Module map: `lex` scans quotes and escapes and splits words; `expand` handles `$` and the
 //! operators; `pattern` turns wildcard patterns into regexes; `env` is the variable lookup.
@@ -23,9 +24,7 @@ mod lex;
 mod pattern;
 
 pub use env::Env;
-pub(crate) use expand::param_name;
 pub use lex::Lexer;
-pub(crate) use lex::Words;
 
 /// Result of expanding one word, with the variables it referenced (for cache keys).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
