@@ -255,7 +255,12 @@ pub fn lower_plan(plan: &Plan, opts: &FrontendOptions<'_>) -> Result<Lowered> {
                         },
                         opts.images.get(r).unwrap_or(&empty),
                     ),
-                    _ => (SourceOp::Scratch, &empty),
+                    _ => (
+                        SourceOp::Scratch {
+                            platform: Some(stage.platform.to_string()),
+                        },
+                        &empty,
+                    ),
                 };
                 let mut step = Step::new(Op::Source(op), None, origin);
                 step.used_vars = stage.from_used.clone();

@@ -90,7 +90,7 @@
 //! use rbuild::schedule::{run, ScheduleOptions, StepOutcome};
 //!
 //! let mut graph = Graph::new();
-//! let base = graph.add(Step::new(Op::Source(SourceOp::Scratch), None, Origin::default()));
+//! let base = graph.add(Step::new(Op::Source(SourceOp::Scratch { platform: None }), None, Origin::default()));
 //! let env = Op::Config(ConfigOp::Env(vec![("A".into(), "1".into())]));
 //! let last = graph.add(Step::new(env, Some(base), Origin::default()));
 //! graph.validate()?;
@@ -118,6 +118,7 @@ pub mod snapshot;
 pub mod solve;
 pub mod store;
 
+pub use cache::remote::{CacheExport, CacheImport, CacheMode, ExportedCache};
 pub use error::{BuildError, Error, Result};
 pub use solve::{
     build, export, BuildOutcome, BuildRequest, DockerfileSource, NamedContext, Output, Runtime,

@@ -360,7 +360,11 @@ mod tests {
     struct Boom(StepId);
 
     fn scratch() -> Step {
-        Step::new(Op::Source(SourceOp::Scratch), None, Origin::default())
+        Step::new(
+            Op::Source(SourceOp::Scratch { platform: None }),
+            None,
+            Origin::default(),
+        )
     }
 
     fn env(parent: StepId) -> Step {

@@ -44,6 +44,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process: `Build`'s many flags make it large, and boxing it buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build an image from a Dockerfile (what `rbuild [OPTIONS] CONTEXT` does too).
@@ -101,6 +103,7 @@ Examples:
   rbuild build --build-arg VERSION=1.2 --secret id=token,env=TOKEN --target release .
   rbuild build --build-context base=oci-layout://./layouts/base:v1 -o type=docker,dest=app.tar .
   rbuild build --pull --push -t registry.example.com/team/app:1.0 .
+  rbuild build --cache-from reg.example.com/app:cache --cache-to type=registry,ref=reg.example.com/app:cache,mode=max .
   rbuild build - < Dockerfile";
 
 /// How progress is shown.
@@ -164,7 +167,8 @@ pub struct BuildArgs {
     /// default=SOCKET.
     #[arg(long = "ssh", value_name = "default[=SOCKET]")]
     pub ssh: Option<SshSpec>,
-    /// The target platform; only the host's is supported for now.
+    /// The platform to build for, e.g. linux/arm64 or linux/arm/v7 (default: the host's); RUN
+    /// steps for a foreign platform need an emulator registered with binfmt_misc.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = parse_platform)]
     pub platform: Option<Platform>,
     /// The RUN executor: builtin (rbuild's sandbox), runc, or the path of an OCI runtime.
@@ -182,6 +186,14 @@ pub struct BuildArgs {
     /// A registry reached over plain HTTP (localhost and 127.0.0.1 always are; repeatable).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Export the build cache: type=registry,ref=REF[,mode=min|max][,ignore-error=true] |
+    /// type=local,dest=DIR[,tag=TAG][,mode=min|max] | REF (repeatable).
+    #[arg(long = "cache-to", value_name = "type=TYPE,…")]
+    pub cache_to: Vec<String>,
+    /// Match steps against an exported cache: type=registry,ref=REF |
+    /// type=local,src=DIR[,tag=TAG] | REF (repeatable).
+    #[arg(long = "cache-from", value_name = "type=TYPE,…")]
+    pub cache_from: Vec<String>,
     /// Also write the image here: type=oci,dest=DIR[,tar=true] | type=docker,dest=FILE |
     /// type=local,dest=DIR | type=tar,dest=FILE | type=registry[,name=REF] (repeatable).
     #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH")]

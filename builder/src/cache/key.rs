@@ -408,8 +408,9 @@ pub fn step_key(id: StepId, step: &Step, inputs: &dyn InputDigests) -> Result<St
 
 fn source_fields(k: &mut KeyBuilder, s: &SourceOp, inputs: &dyn InputDigests) {
     match s {
-        SourceOp::Scratch => {
-            k.text("source.kind", "scratch");
+        SourceOp::Scratch { platform } => {
+            k.text("source.kind", "scratch")
+                .opt_text("source.platform", platform.as_deref());
         }
         SourceOp::Image {
             reference,
@@ -1018,15 +1019,23 @@ mod tests {
         // Pinned: a change here means every user's cache is invalidated; bump KEY_VERSION.
         let k = step_key(
             StepId(0),
-            &Step::new(Op::Source(SourceOp::Scratch), None, Origin::default()),
+            &Step::new(
+                Op::Source(SourceOp::Scratch { platform: None }),
+                None,
+                Origin::default(),
+            ),
             &inputs(),
         )
         .expect("scratch needs no inputs");
-        assert_eq!(k.manifest.fields.len(), 3);
+        assert_eq!(k.manifest.fields.len(), 4);
         assert_eq!(k.key, k.state);
         let again = step_key(
             StepId(0),
-            &Step::new(Op::Source(SourceOp::Scratch), None, Origin::default()),
+            &Step::new(
+                Op::Source(SourceOp::Scratch { platform: None }),
+                None,
+                Origin::default(),
+            ),
             &inputs(),
         )
         .expect("scratch needs no inputs");

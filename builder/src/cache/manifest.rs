@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::key::CacheKey;
 
 /// The version of the key scheme; bump it when the field encoding or any label changes meaning.
-pub const KEY_VERSION: u32 = 1;
+pub const KEY_VERSION: u32 = 2;
 
 /// Texts longer than this are recorded by digest (with a preview) instead of verbatim.
 pub const MAX_INLINE_TEXT: usize = 1024;
@@ -361,7 +361,7 @@ mod tests {
             (
                 "version",
                 KeyManifest {
-                    version: 2,
+                    version: KEY_VERSION + 1,
                     ..base.clone()
                 },
             ),

@@ -1,5 +1,6 @@
 //! The build cache: keys ([`key`]), the manifests that explain them ([`manifest`]) and the
-//! on-disk index from key to produced layer ([`index`]).
+//! on-disk index from key to produced layer ([`index`]), and the remote cache that carries
+//! records between stores as an OCI artifact ([`remote`]).
 //!
 //! The cache follows BuildKit's model of content-addressed step keys: a step is reused when the
 //! key computed from its expanded instruction, its parent and the digests of its inputs matches a
@@ -9,6 +10,7 @@
 pub mod index;
 pub mod key;
 pub mod manifest;
+pub mod remote;
 
 pub use index::{
     BlobPresence, CacheError, CacheIndex, CacheRecord, HistoryRecord, LayerRecord, Lookup,

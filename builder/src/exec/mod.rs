@@ -197,6 +197,7 @@ mod tests {
         assert_eq!(out.0.lock().expect("not poisoned").as_slice(), b"ok\n");
     }
 }
+pub mod foreign;
 pub mod runc;
 pub mod sandbox;
 pub mod sys;

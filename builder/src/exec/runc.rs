@@ -460,7 +460,9 @@ impl Executor for RuncExecutor {
         output: &dyn OutputSink,
         cancel: &Cancellation,
     ) -> Result<(), ExecError> {
-        self.run_reporting(request, output, cancel).result
+        crate::exec::foreign::guarded(request, || {
+            self.run_reporting(request, output, cancel).result
+        })
     }
 }
 

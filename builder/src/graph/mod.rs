@@ -150,7 +150,11 @@ mod tests {
     use super::*;
 
     pub(crate) fn scratch() -> Step {
-        Step::new(Op::Source(SourceOp::Scratch), None, Origin::default())
+        Step::new(
+            Op::Source(SourceOp::Scratch { platform: None }),
+            None,
+            Origin::default(),
+        )
     }
 
     pub(crate) fn env_on(parent: StepId) -> Step {

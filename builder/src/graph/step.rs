@@ -287,7 +287,11 @@ pub enum FsInput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SourceOp {
     /// An empty filesystem (`FROM scratch`).
-    Scratch,
+    Scratch {
+        /// The platform of the stage (`FROM --platform`, else the build's), as `linux/arm64`;
+        /// it names the empty image's config and keeps two platforms' caches apart.
+        platform: Option<String>,
+    },
     /// An image's root filesystem and config.
     Image {
         /// The image reference as written after expansion.
@@ -752,7 +756,7 @@ mod tests {
         let cases: Vec<(&str, Op, Option<StepId>, Vec<StepId>)> = vec![
             (
                 "source has none",
-                Op::Source(SourceOp::Scratch),
+                Op::Source(SourceOp::Scratch { platform: None }),
                 None,
                 vec![],
             ),
@@ -847,9 +851,17 @@ mod tests {
             instruction: "RUN make \\\n  all".into(),
             ..Origin::default()
         };
-        let step = Step::new(Op::Source(SourceOp::Scratch), None, origin);
+        let step = Step::new(
+            Op::Source(SourceOp::Scratch { platform: None }),
+            None,
+            origin,
+        );
         assert_eq!(step.display_name(), "[build] RUN make \\");
-        let unnamed = Step::new(Op::Source(SourceOp::Scratch), None, Origin::default());
+        let unnamed = Step::new(
+            Op::Source(SourceOp::Scratch { platform: None }),
+            None,
+            Origin::default(),
+        );
         assert_eq!(unnamed.display_name(), "[stage-0] source");
     }
 }

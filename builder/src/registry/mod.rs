@@ -58,7 +58,11 @@ pub use credentials::{
     AuthEntry, Credentials, CredentialsSource, DockerConfig, DOCKER_HUB_CONFIG_KEY,
 };
 pub use error::{RegistryError, RegistryErrorEntry, RegistryErrors, Result};
-pub use pull::{host_platform, BlobDescriptor, PullOptions, PulledImage, ResolvedManifest};
+pub use pull::{
+    acceptable_platforms, host_platform, BlobDescriptor, PullOptions, PulledImage, ResolvedManifest,
+};
+// The remote cache importer fetches single blobs (`fetch_blob`) by repository.
+pub(crate) use pull::repo_of;
 pub use push::{PushOptions, PushedImage};
 pub use reference::{registry_host, Reference, DOCKER_HUB_DOMAIN, DOCKER_HUB_REGISTRY};
 pub use retry::RetryPolicy;

@@ -9,6 +9,7 @@
 
 use std::io::{Read, Write};
 
+use rbuild_dockerfile::lower::Platform;
 use rbuild_layers::digest::Digest;
 use rbuild_layers::image::{
     read_image, ImageError, StoredImage, DOCKER_MEDIA_TYPE_MANIFEST,
@@ -93,19 +94,13 @@ impl PulledImage {
     }
 }
 
-/// The host platform in OCI spelling, variant left open.
+/// The host platform in OCI spelling (`linux/amd64`, `linux/arm/v7`, …).
 pub fn host_platform() -> PlatformSpec {
-    let architecture = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
+    let p = Platform::host();
     PlatformSpec {
-        os: "linux".to_string(),
-        architecture: architecture.to_string(),
-        variant: None,
+        os: p.os,
+        architecture: p.architecture,
+        variant: p.variant,
     }
 }
 
@@ -235,35 +230,78 @@ impl Manifest {
     }
 }
 
-fn platform_matches(want: &PlatformSpec, p: &RawPlatform) -> bool {
-    p.os == want.os
-        && p.architecture == want.architecture
-        && want
-            .variant
-            .as_ref()
-            .is_none_or(|v| p.variant.as_deref() == Some(v.as_str()))
+/// A platform as containerd's `platforms.Normalize` spells it (`aarch64` → `arm64`, `arm64/v8`
+/// → `arm64`, `arm` → `arm/v7`, `armhf` → `arm/v7`, `x86_64` → `amd64`, …).
+fn normalized(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+    Platform::new(os, architecture, variant)
+}
+
+/// The platforms acceptable for `want`, best first, as containerd's `platforms.Only`: the
+/// platform itself, then older variants of the same architecture (`arm/v7` also takes `arm/v6`
+/// and `arm/v5`; `amd64/v3` also `v2` and `v1`), then the 32-bit mode (`amd64` takes `386`,
+/// `arm64` takes `arm/v8`).
+pub fn acceptable_platforms(want: &PlatformSpec) -> Vec<Platform> {
+    let p = normalized(&want.os, &want.architecture, want.variant.as_deref());
+    let mut out = vec![p.clone()];
+    let level = |v: &Option<String>| -> Option<u32> {
+        v.as_deref()
+            .and_then(|v| v.strip_prefix('v'))
+            .and_then(|n| n.parse().ok())
+    };
+    let with = |arch: &str, variant: Option<String>| Platform {
+        os: p.os.clone(),
+        architecture: arch.to_string(),
+        variant,
+    };
+    match p.architecture.as_str() {
+        "amd64" => {
+            if let Some(n) = level(&p.variant) {
+                for older in (2..n).rev() {
+                    out.push(with("amd64", Some(format!("v{older}"))));
+                }
+                out.push(with("amd64", None));
+            }
+            out.push(with("386", None));
+        }
+        "arm" => {
+            if let Some(n) = level(&p.variant) {
+                for older in (5..n).rev() {
+                    out.push(with("arm", Some(format!("v{older}"))));
+                }
+            }
+        }
+        "arm64" => out.push(with(
+            "arm",
+            Some(p.variant.clone().unwrap_or_else(|| "v8".into())),
+        )),
+        _ => {}
+    }
+    out
 }
 
 fn platform_string(p: &PlatformSpec) -> String {
-    match &p.variant {
-        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-        None => format!("{}/{}", p.os, p.architecture),
-    }
+    normalized(&p.os, &p.architecture, p.variant.as_deref()).to_string()
 }
 
-/// Pick the index entry for `want`; the first match wins, as in containerd.
+/// Pick the index entry for `want`: among entries whose normalized platform is acceptable
+/// (see [`acceptable_platforms`]), the best-ranked, first in index order on ties, as
+/// containerd's ordered matcher does.
 pub(crate) fn select_platform<'d>(
     entries: &'d [RawDescriptor],
     want: &PlatformSpec,
     reference: &Reference,
 ) -> Result<&'d RawDescriptor> {
+    let ranked = acceptable_platforms(want);
     entries
         .iter()
-        .find(|d| {
-            d.platform
-                .as_ref()
-                .is_some_and(|p| platform_matches(want, p))
+        .filter_map(|d| {
+            let p = d.platform.as_ref()?;
+            let got = normalized(&p.os, &p.architecture, p.variant.as_deref());
+            let rank = ranked.iter().position(|r| *r == got)?;
+            Some((rank, d))
         })
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, d)| d)
         .ok_or_else(|| RegistryError::NoMatchingPlatform {
             reference: reference.to_string(),
             platform: platform_string(want),
@@ -792,9 +830,11 @@ mod tests {
         };
         let cases = [
             (p("amd64", None), Some(A)),
+            (p("x86_64", None), Some(A)),
             (p("arm64", None), Some(B)),
             (p("arm64", Some("v8")), Some(B)),
-            (p("arm64", Some("v7")), None),
+            (p("aarch64", None), Some(B)),
+            (p("arm64", Some("v9")), None),
             (p("s390x", None), None),
         ];
         for (want, digest) in cases {
@@ -806,6 +846,71 @@ mod tests {
                     assert!(e.contains("linux/amd64, linux/arm64/v8"), "{e}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn selection_prefers_the_exact_platform_then_falls_back() {
+        let entry = |digest: &str, platform: &str| {
+            let mut parts = platform.split('/');
+            format!(
+                r#"{{"mediaType":"{MEDIA_TYPE_MANIFEST}","digest":"{digest}","size":1,"platform":{{"os":"{}","architecture":"{}"{}}}}}"#,
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts
+                    .next()
+                    .map(|v| format!(r#","variant":"{v}""#))
+                    .unwrap_or_default()
+            )
+        };
+        let digests: Vec<String> = (0..4)
+            .map(|i| format!("sha256:{}", format!("{i}").repeat(64)))
+            .collect();
+        let r: Reference = "h:1/r:t".parse().expect("ref");
+        // (entries in index order, wanted, the index of the expected entry)
+        let cases: [(&[&str], &str, Option<usize>); 8] = [
+            (&["linux/386", "linux/amd64"], "linux/amd64", Some(1)),
+            (&["linux/386"], "linux/amd64", Some(0)),
+            (&["linux/arm/v5", "linux/arm/v6"], "linux/arm/v7", Some(1)),
+            (&["linux/arm/v7"], "linux/arm/v6", None),
+            (&["linux/arm/v7", "linux/arm64/v8"], "linux/arm64", Some(1)),
+            (&["linux/arm/v7"], "linux/armhf", Some(0)),
+            (
+                &["linux/amd64/v2", "linux/amd64"],
+                "linux/amd64/v3",
+                Some(0),
+            ),
+            (&["linux/amd64/v3"], "linux/amd64", None),
+        ];
+        for (platforms, want, expected) in cases {
+            let list: Vec<String> = platforms
+                .iter()
+                .zip(&digests)
+                .map(|(p, d)| entry(d, p))
+                .collect();
+            let text = format!(
+                r#"{{"schemaVersion":2,"mediaType":"{MEDIA_TYPE_INDEX}","manifests":[{}]}}"#,
+                list.join(",")
+            );
+            let (Manifest::Index(entries), _) =
+                Manifest::parse(text.as_bytes(), None, "h", "r", "d").expect("index")
+            else {
+                panic!("not an index");
+            };
+            let spec: Platform = want.parse().expect("platform");
+            let spec = PlatformSpec {
+                os: spec.os,
+                architecture: spec.architecture,
+                variant: spec.variant,
+            };
+            let got = select_platform(&entries, &spec, &r)
+                .ok()
+                .map(|d| d.digest.clone());
+            assert_eq!(
+                got,
+                expected.map(|i| digests[i].clone()),
+                "{platforms:?} for {want}"
+            );
         }
     }
 }

@@ -4,8 +4,11 @@
 //! outside: parents' state keys, image digests, context selections, the digests of ADD URLs).
 //! Unless the build ignores the cache, a record under that key whose layer blob still exists is a
 //! hit: its layer is reused as is and the image config is derived again from the step (config
-//! changes are pure functions of the parent config, so they need no stored copy). A miss executes
-//! the op:
+//! changes are pure functions of the parent config, so they need no stored copy). When the local
+//! index has no usable record, the caches imported with `--cache-from` are asked
+//! ([`crate::cache::remote`]): a record there is a hit once its layer is fetched (verified) into
+//! the store, and it is then kept in the local index; a layer that cannot be fetched is a miss
+//! with a warning. A miss executes the op:
 //!
 //! - **source**: scratch and images only name their config and layers (base blobs pass through
 //!   byte for byte); a named local directory becomes one layer;
@@ -35,6 +38,7 @@ use rbuild_layers::image::{ImageConfig, RootFs};
 use rbuild_layers::store::{LayerInfo, LayerOptions, LayerWriter};
 use rbuild_layers::tar::entry::{Entry, EntryKind};
 
+use crate::cache::remote::{ImportedCache, RemoteLookup};
 use crate::cache::{
     step_key, CacheIndex, CacheRecord, ContextSelection, HistoryRecord, InputDigests, KeyError,
     LayerRecord, Lookup, StepKey,
@@ -166,6 +170,10 @@ pub struct Solver<'a> {
     pub events: &'a dyn EventSink,
     /// Finished steps.
     pub results: Mutex<BTreeMap<StepId, Arc<StepResult>>>,
+    /// Records imported with `--cache-from`, asked when the local index misses.
+    pub remote: &'a ImportedCache,
+    /// Remote cache problems met while steps ran (a layer that could not be fetched).
+    pub remote_warnings: Mutex<Vec<String>>,
 }
 
 struct Inputs<'a, 'b> {
@@ -275,8 +283,10 @@ impl<'a> Solver<'a> {
         Ok(key)
     }
 
-    /// A cache hit for `key`, if the build uses the cache and the record is usable.
-    fn lookup(&self, key: &StepKey) -> Result<Option<CacheRecord>, StepError> {
+    /// A cache hit for `key`, if the build uses the cache and the record is usable: from the
+    /// local index, else from the caches imported with `--cache-from` (the record's layer is
+    /// fetched, verified, and the record stored in the local index).
+    fn lookup(&self, id: StepId, key: &StepKey) -> Result<Option<CacheRecord>, StepError> {
         if self.settings.no_cache {
             return Ok(None);
         }
@@ -286,7 +296,52 @@ impl<'a> Solver<'a> {
             .map_err(|e| StepError::new(&e))?
         {
             Lookup::Hit(r) => Ok(Some(*r)),
-            Lookup::Miss | Lookup::BlobMissing { .. } | Lookup::Corrupt { .. } => Ok(None),
+            Lookup::Miss | Lookup::BlobMissing { .. } | Lookup::Corrupt { .. } => {
+                Ok(self.remote_lookup(id, key))
+            }
+        }
+    }
+
+    /// The imported record of `key`, if any and usable; a layer that cannot be fetched is a
+    /// miss with a warning (the step then executes).
+    fn remote_lookup(&self, id: StepId, key: &StepKey) -> Option<CacheRecord> {
+        let log = |line: String| {
+            self.events.emit(Event::Log {
+                id,
+                stream: LogStream::Builder,
+                line,
+            })
+        };
+        match self.remote.lookup(&key.key, self.store.blobs()) {
+            RemoteLookup::Miss => None,
+            RemoteLookup::Hit {
+                record,
+                location,
+                fetched,
+            } => {
+                if let Some(d) = fetched {
+                    log(format!("importing layer {d} from cache {location}: done"));
+                }
+                // The record is usable whether or not it could be kept in the local index.
+                if let Err(e) = self.index.put(&key.key, &record) {
+                    log(format!(
+                        "WARNING: cannot record the imported cache entry: {e}"
+                    ));
+                }
+                Some(*record)
+            }
+            RemoteLookup::Unavailable { location, error } => {
+                let w = format!(
+                    "cache {location} has a record for {} but its layer is unavailable: {error}; running the step",
+                    key.key
+                );
+                log(format!("WARNING: {w}"));
+                self.remote_warnings
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(w);
+                None
+            }
         }
     }
 
@@ -312,8 +367,19 @@ impl<'a> Solver<'a> {
             .map_err(|e| StepError::new(&e))
     }
 
-    fn empty_config(&self) -> ImageConfig {
-        let p = &self.settings.platform;
+    /// The config of an empty image for `platform` (as written, e.g. `linux/arm64`), else for
+    /// the build's platform.
+    fn empty_config(&self, platform: Option<&str>) -> Result<ImageConfig, StepError> {
+        let parsed;
+        let p = match platform {
+            Some(text) => {
+                parsed = text
+                    .parse::<rbuild_dockerfile::lower::Platform>()
+                    .map_err(|e| StepError::msg(format!("platform `{text}`: {e}")))?;
+                &parsed
+            }
+            None => &self.settings.platform,
+        };
         let mut c = ImageConfig::new(p.os.clone(), p.architecture.clone());
         c.variant = p.variant.clone();
         c.rootfs = RootFs::default();
@@ -322,7 +388,7 @@ impl<'a> Solver<'a> {
             "PATH={}",
             rbuild_dockerfile::lower::default_path(&p.os)
         )]);
-        c
+        Ok(c)
     }
 
     fn source(
@@ -333,12 +399,12 @@ impl<'a> Solver<'a> {
     ) -> Result<(StepResult, StepOutcome), StepError> {
         let key = self.key(id, step, BTreeMap::new())?;
         match s {
-            SourceOp::Scratch => Ok((
+            SourceOp::Scratch { platform } => Ok((
                 StepResult {
                     key,
                     layers: Vec::new(),
                     config: ConfigState {
-                        image: self.empty_config(),
+                        image: self.empty_config(platform.as_deref())?,
                         cmd_set: false,
                     },
                     stage: step.origin.stage.index,
@@ -380,7 +446,7 @@ impl<'a> Solver<'a> {
                     StepError::msg(format!("build context {name} is not available"))
                 })?;
                 let created_by = format!("FROM {}", name.as_str());
-                let (layer, outcome) = match self.lookup(&key)?.and_then(|r| r.layer) {
+                let (layer, outcome) = match self.lookup(id, &key)?.and_then(|r| r.layer) {
                     Some(layer) => (layer, StepOutcome::Cached),
                     None => {
                         let info = LayerWriter::from_dir(
@@ -394,7 +460,7 @@ impl<'a> Solver<'a> {
                         (layer, StepOutcome::Built)
                     }
                 };
-                let mut image = self.empty_config();
+                let mut image = self.empty_config(None)?;
                 image.push_layer(
                     layer.diff_id.clone(),
                     config::history(created_by, &self.settings.created),
@@ -437,7 +503,7 @@ impl<'a> Solver<'a> {
                 .last()
                 .and_then(|h| h.created_by.clone())
                 .unwrap_or_default();
-            let outcome = if self.lookup(&key)?.is_some() {
+            let outcome = if self.lookup(id, &key)?.is_some() {
                 StepOutcome::Cached
             } else {
                 self.record(&key, None, Some(op), &created_by)?;
@@ -461,7 +527,7 @@ impl<'a> Solver<'a> {
             .insert(" workdir.user".to_string(), user.clone());
         let key = self.key(id, &keyed, BTreeMap::new())?;
         let created_by = config::workdir_created_by(wd);
-        let (layer, outcome) = match self.lookup(&key)? {
+        let (layer, outcome) = match self.lookup(id, &key)? {
             Some(record) => (record.layer, StepOutcome::Cached),
             None => {
                 let layer = if wd == "/" {
@@ -583,7 +649,7 @@ impl<'a> Solver<'a> {
             Op::Run(r) => config::run_created_by(r, &image_env),
             _ => String::new(),
         };
-        let (layer, outcome) = match self.lookup(&key)? {
+        let (layer, outcome) = match self.lookup(id, &key)? {
             Some(record) => (record.layer, StepOutcome::Cached),
             None => {
                 let info = match &keyed.op {

@@ -66,7 +66,7 @@ use crate::schedule::{run, ScheduleError, ScheduleOptions};
 use crate::snapshot::SnapshotMode;
 use crate::store::{parse_name, Store};
 use execute::{ContextInput, MemoFetcher, Settings, Solver, StepError};
-use sources::{host_platform_spec, RegistrySettings, Resolver};
+use sources::{platform_spec, RegistrySettings, Resolver};
 
 /// Build the image `req` describes into `store`; see the module documentation.
 pub fn build(
@@ -88,8 +88,8 @@ pub fn build_with_cancel(
     let platform = request_platform(req)?;
     let _blobs = lock_blobs(store)?;
     let settings = RegistrySettings::from_request(req);
-    let resolver =
-        Resolver::with_registry(&req.named_contexts, host_platform_spec(), &settings, events);
+    let spec = platform_spec(&platform);
+    let resolver = Resolver::with_registry(&req.named_contexts, spec, &settings, events);
     let prepared = prepare::prepare(store, req, &resolver, &platform)?;
     let input = Solve {
         graph: &prepared.lowered.graph,
@@ -118,8 +118,8 @@ pub fn build_graph(
     let _blobs = lock_blobs(store)?;
     graph.validate().map_err(crate::Error::from)?;
     let settings = RegistrySettings::from_request(req);
-    let resolver =
-        Resolver::with_registry(&req.named_contexts, host_platform_spec(), &settings, events);
+    let spec = platform_spec(&platform);
+    let resolver = Resolver::with_registry(&req.named_contexts, spec, &settings, events);
     let mut images = BTreeMap::new();
     for id in graph.ancestors(target).map_err(crate::Error::from)? {
         let Some(step) = graph.get(id) else { continue };
@@ -227,6 +227,17 @@ fn solve(
             ..RuncOptions::default()
         })),
     };
+    // Remote caches are read before any step runs (manifests and record tables only).
+    let imported = if req.cache_from.is_empty() || req.no_cache {
+        crate::cache::remote::ImportedCache::empty()
+    } else {
+        crate::cache::remote::import(
+            &req.cache_from,
+            &RegistrySettings::from_request(req),
+            store.blobs(),
+            events,
+        )
+    };
     let solver = Solver {
         store,
         index: &index,
@@ -238,6 +249,8 @@ fn solve(
         executor: executor.as_ref(),
         events,
         results: Mutex::new(BTreeMap::new()),
+        remote: &imported,
+        remote_warnings: Mutex::new(Vec::new()),
     };
     let opts = ScheduleOptions {
         cancel,
@@ -259,9 +272,13 @@ fn solve(
 
     let mut image = result.config.image.clone();
     image.created = Some(settings.created.clone());
-    image.os = platform.os.clone();
-    image.architecture = platform.architecture.clone();
-    image.variant = platform.variant.clone();
+    // As BuildKit, the image keeps its base's platform (a `FROM --platform` stage, or a
+    // single-platform base pulled for another one); only a config without one gets the build's.
+    if image.os.is_empty() || image.architecture.is_empty() {
+        image.os = platform.os.clone();
+        image.architecture = platform.architecture.clone();
+        image.variant = platform.variant.clone();
+    }
     for (k, v) in &req.labels {
         image.config.labels.insert(k.clone(), v.clone());
     }
@@ -272,6 +289,48 @@ fn solve(
     for name in &tags {
         store.put_name(name, &stored)?;
     }
+    let mut cache_warnings: Vec<String> = imported.warnings().to_vec();
+    cache_warnings.extend(
+        solver
+            .remote_warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..),
+    );
+    let cache_exports = if req.cache_to.is_empty() {
+        Vec::new()
+    } else {
+        // The keys the modes select: the target's parent chain (min), every finished step
+        // (max).
+        let key_of = |id: StepId| solver.result(id).map(|r| r.key.key.clone());
+        let mut chain = Vec::new();
+        let mut cur = Some(target);
+        while let Some(id) = cur {
+            chain.extend(key_of(id));
+            cur = graph.get(id).and_then(|s| s.parent);
+        }
+        let all = report
+            .finished
+            .iter()
+            .filter_map(|(id, _)| key_of(*id))
+            .collect();
+        let keys = crate::cache::remote::BuildKeys { chain, all };
+        let exported = crate::cache::remote::export(
+            &req.cache_to,
+            &keys,
+            &index,
+            store.blobs(),
+            &RegistrySettings::from_request(req),
+            &bases,
+            events,
+        )
+        .map_err(|e| BuildError::Export {
+            dest: PathBuf::from(format!("cache {}", e.location)),
+            reason: e.reason,
+        })?;
+        cache_warnings.extend(exported.warnings);
+        exported.exported
+    };
     let pushed = if req.push {
         let names: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
         push::push_image(
@@ -293,23 +352,27 @@ fn solve(
         steps: report.finished.len(),
         cached: report.cached(),
         pushed,
+        cache_exports,
+        cache_warnings,
     })
 }
 
-/// The platform to build for: only the host's is accepted for now.
+/// The platform to build for: `--platform` normalized as containerd does (`arm64/v8` is
+/// `arm64`, `armhf` is `arm/v7`, `x86_64` is `amd64`), else the host's. Any Linux platform is
+/// accepted: steps that only move files build for it anywhere, and a RUN step whose program the
+/// host cannot execute fails with the platform named (see [`crate::exec::foreign`]).
 fn request_platform(req: &BuildRequest) -> Result<Platform, BuildError> {
-    let host = Platform::host();
     let Some(text) = &req.platform else {
-        return Ok(host);
+        return Ok(Platform::host());
     };
     let wanted = Platform::from_str(text).map_err(|e| BuildError::Request {
         field: "platform",
         reason: e.to_string(),
     })?;
-    if wanted.os != host.os || wanted.architecture != host.architecture {
+    if wanted.os != "linux" {
         return Err(BuildError::Request {
             field: "platform",
-            reason: format!("only the host platform {host} can be built for now, not {wanted}"),
+            reason: format!("{wanted}: only linux images can be built"),
         });
     }
     Ok(wanted)
@@ -504,22 +567,35 @@ mod tests {
     }
 
     #[test]
-    fn only_the_host_platform_builds() {
-        let host = Platform::host();
-        let mut req = BuildRequest::new(
-            None,
-            DockerfileSource::Text {
-                name: "Dockerfile".into(),
-                text: String::new(),
-            },
-        );
-        req.platform = Some(host.to_string());
-        assert!(request_platform(&req).is_ok());
-        req.platform = Some(if host.architecture == "s390x" {
-            "linux/amd64".into()
-        } else {
-            "linux/s390x".into()
-        });
-        assert!(request_platform(&req).is_err());
+    fn request_platforms_are_normalized() {
+        let host = Platform::host().to_string();
+        let cases: [(Option<&str>, Result<&str, &str>); 8] = [
+            (None, Ok(host.as_str())),
+            (Some("linux/arm64"), Ok("linux/arm64")),
+            (Some("linux/arm64/v8"), Ok("linux/arm64")),
+            (Some("linux/aarch64"), Ok("linux/arm64")),
+            (Some("linux/armhf"), Ok("linux/arm/v7")),
+            (Some("linux/x86_64"), Ok("linux/amd64")),
+            (Some("windows/amd64"), Err("only linux images can be built")),
+            (Some("linux/"), Err("invalid platform component")),
+        ];
+        for (given, want) in cases {
+            let mut req = BuildRequest::new(
+                None,
+                DockerfileSource::Text {
+                    name: "Dockerfile".into(),
+                    text: String::new(),
+                },
+            );
+            req.platform = given.map(str::to_string);
+            let got = request_platform(&req)
+                .map(|p| p.to_string())
+                .map_err(|e| e.to_string());
+            match (got, want) {
+                (Ok(p), Ok(w)) => assert_eq!(p, w, "{given:?}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{given:?}: {e}"),
+                (got, want) => panic!("{given:?}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 }

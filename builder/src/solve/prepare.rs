@@ -11,13 +11,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use rbuild_dockerfile::ast::{Dockerfile, Node};
-use rbuild_dockerfile::lower::{Base, LowerOptions, Plan, Platform};
+use rbuild_dockerfile::lower::{Base, DepKind, DepTarget, LowerOptions, Plan, Platform};
 
 use crate::error::BuildError;
 use crate::frontend::{lower_plan, FrontendOptions, ImageDefaults, Lowered};
 use crate::solve::config::env_pairs;
 use crate::solve::request::{BuildRequest, DockerfileSource, NamedContext};
-use crate::solve::sources::{ResolvedImage, Resolver};
+use crate::solve::sources::{platform_spec, ResolvedImage, Resolver};
 use crate::store::Store;
 
 /// Triggers re-lowering stops after this many rounds (each round can only add triggers of
@@ -92,12 +92,13 @@ pub fn prepare(
     let mut df = original.clone();
     for _round in 0..MAX_TRIGGER_ROUNDS {
         let plan = rbuild_dockerfile::lower(&df, &opts).map_err(df_err)?;
-        for r in plan.images() {
+        let platforms = image_platforms(&plan).map_err(|(r, e)| locate(e, &plan, &r, &file))?;
+        for (r, p) in platforms {
             if dir_contexts.contains(&r) || images.contains_key(&r) {
                 continue;
             }
             let image = resolver
-                .resolve(&r, store)
+                .resolve_for(&r, &platform_spec(&p), store)
                 .map_err(|e| locate(e, &plan, &r, &file))?;
             images.insert(r, image);
         }
@@ -131,6 +132,44 @@ pub fn prepare(
         field: "dockerfile",
         reason: "ONBUILD triggers keep adding dependencies".into(),
     })
+}
+
+/// The platform each image of the plan is resolved for, as BuildKit's Dockerfile front-end
+/// does: a stage's base for the stage's platform (its `FROM --platform`, else the target
+/// platform), an image named by `COPY --from` or `RUN --mount=from=` for the target platform.
+/// One build resolves an image reference for one platform: a reference needed for two is an
+/// error naming both (and, through the caller, the line).
+fn image_platforms(plan: &Plan) -> Result<BTreeMap<String, Platform>, (String, BuildError)> {
+    let mut out: BTreeMap<String, Platform> = BTreeMap::new();
+    for stage in plan.stages_to_build() {
+        for dep in &stage.deps {
+            let DepTarget::Image(r) = &dep.on else {
+                continue;
+            };
+            let wanted = match dep.kind {
+                DepKind::Base => &stage.platform,
+                DepKind::CopyFrom | DepKind::MountFrom => &plan.target_platform,
+            };
+            match out.get(r) {
+                Some(p) if p != wanted => {
+                    let reason = format!(
+                        "needed for both {p} and {wanted}; one build resolves an image for one \
+                         platform (give the stages the same --platform)"
+                    );
+                    let e = BuildError::Source {
+                        reference: r.clone(),
+                        reason,
+                    };
+                    return Err((r.clone(), e));
+                }
+                Some(_) => {}
+                None => {
+                    out.insert(r.clone(), wanted.clone());
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Point an image-resolution error at the FROM (or `--from`) line that names the image.
@@ -278,6 +317,61 @@ fn splice(original: &Dockerfile, triggers: &BTreeMap<usize, Vec<Node>>) -> Docke
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_resolve_for_their_stage_platform() {
+        let lower = |text: &str, platform: &str| {
+            let df = rbuild_dockerfile::parse(text).expect("parse");
+            let opts = LowerOptions {
+                platform: Some(platform.parse().expect("platform")),
+                ..LowerOptions::default()
+            };
+            rbuild_dockerfile::lower(&df, &opts).expect("lower")
+        };
+        // (Dockerfile, target platform, (image, platform) pairs or an error's words)
+        type Case<'a> = (&'a str, &'a str, Result<&'a [(&'a str, &'a str)], &'a str>);
+        let cases: [Case<'_>; 4] = [
+            (
+                "FROM alpine\nCOPY --from=busybox /bin/sh /sh\n",
+                "linux/arm64",
+                Ok(&[("alpine", "linux/arm64"), ("busybox", "linux/arm64")]),
+            ),
+            (
+                "FROM --platform=linux/amd64 golang AS build\nFROM alpine\nCOPY --from=build / /\n",
+                "linux/arm/v7",
+                Ok(&[("alpine", "linux/arm/v7"), ("golang", "linux/amd64")]),
+            ),
+            (
+                "FROM --platform=$BUILDPLATFORM alpine AS a\nFROM alpine\nCOPY --from=a / /\n",
+                "linux/s390x",
+                Err("needed for both"),
+            ),
+            (
+                "FROM --platform=linux/arm64 alpine\nCOPY --from=alpine / /x\n",
+                "linux/arm64",
+                Ok(&[("alpine", "linux/arm64")]),
+            ),
+        ];
+        for (text, target, want) in cases {
+            let plan = lower(text, target);
+            let got = image_platforms(&plan);
+            match (got, want) {
+                (Ok(map), Ok(w)) => {
+                    let got: Vec<(String, String)> = map
+                        .iter()
+                        .map(|(r, p)| (r.clone(), p.to_string()))
+                        .collect();
+                    let w: Vec<(String, String)> = w
+                        .iter()
+                        .map(|(r, p)| (r.to_string(), p.to_string()))
+                        .collect();
+                    assert_eq!(got, w, "{text}");
+                }
+                (Err((_, e)), Err(w)) => assert!(e.to_string().contains(w), "{text}: {e}"),
+                (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn onbuild_of_a_base_stage_runs_in_the_child() {

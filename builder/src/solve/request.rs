@@ -12,6 +12,7 @@ use rbuild_layers::digest::Digest;
 use rbuild_layers::image::StoredImage;
 use rbuild_layers::oci_layout::ImageName;
 
+use crate::cache::remote::{CacheExport, CacheImport, ExportedCache};
 use crate::graph::NetworkMode;
 
 /// Where the Dockerfile text comes from.
@@ -77,7 +78,7 @@ pub struct BuildRequest {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `--ssh default=SOCKET`: the agent socket.
     pub ssh_agent: Option<PathBuf>,
-    /// `--platform`; only the host platform is accepted for now.
+    /// `--platform` (any Linux platform, e.g. `linux/arm64`); `None` = the host's.
     pub platform: Option<String>,
     /// The RUN executor.
     pub runtime: Runtime,
@@ -95,6 +96,11 @@ pub struct BuildRequest {
     pub registry_credentials: Option<PathBuf>,
     /// `--push`: after the build, push the image to its registry under each tag.
     pub push: bool,
+    /// `--cache-from`: remote caches steps are matched against when the local cache misses
+    /// (ignored with `no_cache`).
+    pub cache_from: Vec<CacheImport>,
+    /// `--cache-to`: where the build's cache records are exported after the image is written.
+    pub cache_to: Vec<CacheExport>,
 }
 
 impl BuildRequest {
@@ -120,6 +126,8 @@ impl BuildRequest {
             insecure_registries: Vec::new(),
             registry_credentials: None,
             push: false,
+            cache_from: Vec::new(),
+            cache_to: Vec::new(),
         }
     }
 }
@@ -141,6 +149,12 @@ pub struct BuildOutcome {
     pub cached: usize,
     /// Where the image was pushed (`--push`), in tag order.
     pub pushed: Vec<crate::registry::PushedImage>,
+    /// The caches written (`--cache-to`), in request order.
+    pub cache_exports: Vec<ExportedCache>,
+    /// Remote cache problems that did not fail the build: missing or unreadable
+    /// `--cache-from` caches, dropped records, layers that could not be fetched, exports that
+    /// failed with `ignore-error=true`.
+    pub cache_warnings: Vec<String>,
 }
 
 /// Where [`crate::solve::export()`] writes an image.

@@ -16,6 +16,15 @@
 //! still resolves locally, so images built here stay usable). A digest-pinned reference whose
 //! blobs are present never touches the network. Blobs of images from other layouts or archives
 //! are copied into the store byte for byte: a base layer is never decompressed or re-encoded.
+//!
+//! Platforms: every lookup is for one platform (the build's `--platform`, or a stage's
+//! `FROM --platform`). An index is resolved to its child for that platform as containerd's
+//! matcher does (normalized names, `arm64` = `arm64/v8`, fallbacks such as `386` on `amd64`;
+//! see [`crate::registry::acceptable_platforms`]). A single-platform image is used whatever its
+//! platform, as BuildKit does. An image the store names but made for another platform is
+//! skipped so that the registry can pick the right child of the tag's index; when the registry
+//! cannot answer, the local image is used with a warning in the pull's log. A pulled tag is
+//! named in the store for the platform pulled last (as `docker pull --platform` does).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -24,6 +33,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
+use rbuild_dockerfile::lower::Platform;
 use rbuild_layers::compress::Compression;
 use rbuild_layers::digest::Digest;
 use rbuild_layers::docker_archive::read_docker_archive;
@@ -36,8 +46,8 @@ use crate::error::BuildError;
 use crate::events::{Event, EventSink, LogStream};
 use crate::graph::StepId;
 use crate::registry::{
-    CredentialsSource, Progress, PullOptions, Reference, RegistryClient, RegistryError,
-    RegistryOptions,
+    acceptable_platforms, CredentialsSource, Progress, PullOptions, Reference, RegistryClient,
+    RegistryError, RegistryOptions,
 };
 use crate::solve::request::{BuildRequest, NamedContext};
 use crate::store::Store;
@@ -100,14 +110,19 @@ pub fn oci_media_type(media_type: &str) -> String {
 
 /// Something that can resolve image references into the local store.
 pub trait ImageSource: Send + Sync {
-    /// Resolve `reference`; `Ok(None)` when this source does not know it.
-    fn resolve(&self, reference: &str, store: &Store) -> Result<Option<ResolvedImage>, BuildError>;
+    /// Resolve `reference` for `platform` (picked from an index, checked against an image in
+    /// the store); `Ok(None)` when this source does not know it.
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &PlatformSpec,
+        store: &Store,
+    ) -> Result<Option<ResolvedImage>, BuildError>;
 }
 
 /// Images given as named build contexts (`oci-layout://` and `docker-image://` kinds).
 pub struct NamedContextSource<'a> {
     contexts: BTreeMap<String, NamedContext>,
-    platform: PlatformSpec,
     /// Resolves `docker-image://` targets (URL forms, store, and a registry for builds).
     images: Resolver<'a>,
 }
@@ -115,35 +130,32 @@ pub struct NamedContextSource<'a> {
 impl<'a> NamedContextSource<'a> {
     /// A source over the image-like named contexts of a request; `docker-image://` targets
     /// resolve through `images`.
-    pub fn new(
-        contexts: &BTreeMap<String, NamedContext>,
-        platform: PlatformSpec,
-        images: Resolver<'a>,
-    ) -> Self {
+    pub fn new(contexts: &BTreeMap<String, NamedContext>, images: Resolver<'a>) -> Self {
         let contexts = contexts
             .iter()
             .filter(|(_, c)| !matches!(c, NamedContext::Dir(_)))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        NamedContextSource {
-            contexts,
-            platform,
-            images,
-        }
+        NamedContextSource { contexts, images }
     }
 }
 
 impl ImageSource for NamedContextSource<'_> {
-    fn resolve(&self, reference: &str, store: &Store) -> Result<Option<ResolvedImage>, BuildError> {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &PlatformSpec,
+        store: &Store,
+    ) -> Result<Option<ResolvedImage>, BuildError> {
         let Some(ctx) = self.contexts.get(reference) else {
             return Ok(None);
         };
         let resolved = match ctx {
             NamedContext::OciLayout { dir, reference: r } => {
-                from_layout(store, dir, r.as_deref(), &self.platform, reference)?
+                from_layout(store, dir, r.as_deref(), platform, reference)?
             }
             NamedContext::DockerImage(r) => {
-                let mut image = self.images.resolve(r, store)?;
+                let mut image = self.images.resolve_for(r, platform, store)?;
                 image.reference = reference.to_string();
                 image
             }
@@ -154,15 +166,18 @@ impl ImageSource for NamedContextSource<'_> {
 }
 
 /// `oci-layout://DIR[:TAG|@sha256:…]` and `docker-archive://FILE` references.
-pub struct UrlFormSource {
-    platform: PlatformSpec,
-}
+pub struct UrlFormSource;
 
 impl ImageSource for UrlFormSource {
-    fn resolve(&self, reference: &str, store: &Store) -> Result<Option<ResolvedImage>, BuildError> {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &PlatformSpec,
+        store: &Store,
+    ) -> Result<Option<ResolvedImage>, BuildError> {
         if let Some(rest) = reference.strip_prefix("oci-layout://") {
             let (dir, r) = split_layout_ref(rest);
-            return from_layout(store, Path::new(dir), r, &self.platform, reference).map(Some);
+            return from_layout(store, Path::new(dir), r, platform, reference).map(Some);
         }
         if let Some(file) = reference.strip_prefix("docker-archive://") {
             return from_docker_archive(store, Path::new(file), reference).map(Some);
@@ -171,17 +186,26 @@ impl ImageSource for UrlFormSource {
     }
 }
 
-/// Images already in the local store, by name or digest.
+/// Images already in the local store, by name or digest. A name whose image was made for
+/// another platform than the one asked for is left to the registry (which picks the right
+/// child of the tag's index), as BuildKit re-resolves a base whose local copy does not match;
+/// a digest pins the image whatever its platform.
 pub struct LocalStoreSource;
 
 impl ImageSource for LocalStoreSource {
-    fn resolve(&self, reference: &str, store: &Store) -> Result<Option<ResolvedImage>, BuildError> {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &PlatformSpec,
+        store: &Store,
+    ) -> Result<Option<ResolvedImage>, BuildError> {
         // `name@sha256:…` pins a digest: the name part only documents it.
         let (lookup, pinned) = match reference.split_once('@') {
             Some((_, digest)) => (digest, true),
             None => (reference, false),
         };
         match store.resolve(lookup) {
+            Ok(image) if !pinned && !image_matches(&image.config, platform) => Ok(None),
             Ok(image) => Ok(Some(ResolvedImage::from_stored(reference, &image)?)),
             Err(crate::store::StoreError::NotFound { .. })
             | Err(crate::store::StoreError::BadName { .. }) => Ok(None),
@@ -193,9 +217,26 @@ impl ImageSource for LocalStoreSource {
     }
 }
 
+/// True when `config` was made for `platform` or for a platform it accepts in its place
+/// (see [`acceptable_platforms`]); a config that names no architecture matches anything.
+pub fn image_matches(config: &ImageConfig, platform: &PlatformSpec) -> bool {
+    if config.architecture.is_empty() {
+        return true;
+    }
+    let os = if config.os.is_empty() {
+        platform.os.as_str()
+    } else {
+        config.os.as_str()
+    };
+    let got = Platform::new(os, &config.architecture, config.variant.as_deref());
+    acceptable_platforms(platform).contains(&got)
+}
+
 /// Asks image sources in order; see the module documentation.
 pub struct Resolver<'a> {
     sources: Vec<Box<dyn ImageSource + 'a>>,
+    /// The platform [`Resolver::resolve`] asks for.
+    platform: PlatformSpec,
 }
 
 impl<'a> Resolver<'a> {
@@ -204,10 +245,11 @@ impl<'a> Resolver<'a> {
         let inner = Resolver::without_named(platform.clone());
         Resolver {
             sources: vec![
-                Box::new(NamedContextSource::new(named, platform.clone(), inner)),
-                Box::new(UrlFormSource { platform }),
+                Box::new(NamedContextSource::new(named, inner)),
+                Box::new(UrlFormSource),
                 Box::new(LocalStoreSource),
             ],
+            platform,
         }
     }
 
@@ -221,34 +263,35 @@ impl<'a> Resolver<'a> {
     ) -> Self {
         let chain = || -> Vec<Box<dyn ImageSource + 'a>> {
             let registry: Box<dyn ImageSource + 'a> =
-                Box::new(RegistrySource::new(settings, platform.clone(), events));
+                Box::new(RegistrySource::new(settings, events));
             let store: Box<dyn ImageSource + 'a> = Box::new(LocalStoreSource);
-            let url: Box<dyn ImageSource + 'a> = Box::new(UrlFormSource {
-                platform: platform.clone(),
-            });
+            let url: Box<dyn ImageSource + 'a> = Box::new(UrlFormSource);
             if settings.pull {
                 vec![url, registry, store]
             } else {
                 vec![url, store, registry]
             }
         };
-        let inner = Resolver { sources: chain() };
-        let mut sources: Vec<Box<dyn ImageSource + 'a>> = vec![Box::new(NamedContextSource::new(
-            named,
-            platform.clone(),
-            inner,
-        ))];
+        let inner = Resolver {
+            sources: chain(),
+            platform: platform.clone(),
+        };
+        let mut sources: Vec<Box<dyn ImageSource + 'a>> =
+            vec![Box::new(NamedContextSource::new(named, inner))];
         sources.extend(chain());
-        Resolver { sources }
+        Resolver { sources, platform }
     }
 
     fn without_named(platform: PlatformSpec) -> Self {
         Resolver {
-            sources: vec![
-                Box::new(UrlFormSource { platform }),
-                Box::new(LocalStoreSource),
-            ],
+            sources: vec![Box::new(UrlFormSource), Box::new(LocalStoreSource)],
+            platform,
         }
+    }
+
+    /// The platform [`Resolver::resolve`] asks for.
+    pub fn platform(&self) -> &PlatformSpec {
+        &self.platform
     }
 
     /// Add a source asked after the others.
@@ -256,10 +299,20 @@ impl<'a> Resolver<'a> {
         self.sources.push(source);
     }
 
-    /// Resolve `reference` through the chain.
+    /// Resolve `reference` through the chain, for the resolver's platform.
     pub fn resolve(&self, reference: &str, store: &Store) -> Result<ResolvedImage, BuildError> {
+        self.resolve_for(reference, &self.platform, store)
+    }
+
+    /// Resolve `reference` through the chain for `platform` (a stage's `FROM --platform`).
+    pub fn resolve_for(
+        &self,
+        reference: &str,
+        platform: &PlatformSpec,
+        store: &Store,
+    ) -> Result<ResolvedImage, BuildError> {
         for s in &self.sources {
-            if let Some(image) = s.resolve(reference, store)? {
+            if let Some(image) = s.resolve(reference, platform, store)? {
                 return Ok(image);
             }
         }
@@ -311,7 +364,6 @@ impl RegistrySettings {
 /// names it) whose log lines report every blob (pulled, or already in the store).
 pub struct RegistrySource<'a> {
     client: RegistryClient,
-    platform: PlatformSpec,
     events: &'a dyn EventSink,
     /// Only references not found elsewhere reach this source, except with `pull`, where a
     /// manifest the registry does not know falls back to the store.
@@ -320,15 +372,10 @@ pub struct RegistrySource<'a> {
 }
 
 impl<'a> RegistrySource<'a> {
-    /// A source pulling with `settings`, for `platform`, reporting to `events`.
-    pub fn new(
-        settings: &RegistrySettings,
-        platform: PlatformSpec,
-        events: &'a dyn EventSink,
-    ) -> Self {
+    /// A source pulling with `settings`, reporting to `events`.
+    pub fn new(settings: &RegistrySettings, events: &'a dyn EventSink) -> Self {
         RegistrySource {
             client: settings.client(),
-            platform,
             events,
             pull: settings.pull,
             next_id: AtomicU32::new(u32::MAX),
@@ -337,7 +384,12 @@ impl<'a> RegistrySource<'a> {
 }
 
 impl ImageSource for RegistrySource<'_> {
-    fn resolve(&self, reference: &str, store: &Store) -> Result<Option<ResolvedImage>, BuildError> {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &PlatformSpec,
+        store: &Store,
+    ) -> Result<Option<ResolvedImage>, BuildError> {
         let Ok(parsed) = reference.parse::<Reference>() else {
             return Ok(None);
         };
@@ -366,19 +418,41 @@ impl ImageSource for RegistrySource<'_> {
             _ => {}
         };
         let opts = PullOptions {
-            platform: Some(&self.platform),
+            platform: Some(platform),
             progress: Some(&progress),
+        };
+        let done = || {
+            self.events.emit(Event::StepDone {
+                id,
+                duration: started.elapsed(),
+            })
         };
         let pulled = match self.client.pull(&parsed, store.blobs(), &opts) {
             Ok(p) => p,
-            Err(RegistryError::NotFound { .. }) if self.pull => {
-                self.events.emit(Event::StepDone {
-                    id,
-                    duration: started.elapsed(),
-                });
-                return Ok(None);
-            }
             Err(e) => {
+                let not_found = matches!(e, RegistryError::NotFound { .. });
+                // The store skipped its image of this name for being of another platform; with
+                // the registry unable to say better, use it as BuildKit uses a single-platform
+                // base of another platform: with a warning. (`--pull` insists on the registry
+                // unless it does not know the name.)
+                let local = if !self.pull || not_found {
+                    other_platform_image(store, reference, platform)?
+                } else {
+                    None
+                };
+                if let Some((image, made_for)) = local {
+                    log(format!(
+                        "warning: pull {parsed}: {e}; using the local image, made for {made_for}, \
+                         not {}",
+                        spec_platform(platform)
+                    ));
+                    done();
+                    return Ok(Some(image));
+                }
+                if self.pull && not_found {
+                    done();
+                    return Ok(None);
+                }
                 self.events.emit(Event::StepFailed {
                     id,
                     error: e.to_string(),
@@ -397,15 +471,37 @@ impl ImageSource for RegistrySource<'_> {
             .stored(store.blobs())
             .map_err(|e| source_error(reference, e))?;
         if parsed.digest().is_none() {
-            // Name the image by its tag so later builds resolve it locally (until `--pull`).
+            // Name the image by its tag so later builds resolve it locally (until `--pull`);
+            // as with `docker pull --platform`, the name follows the platform pulled last.
             store.put_name(parsed.image_name(), &stored)?;
         }
-        self.events.emit(Event::StepDone {
-            id,
-            duration: started.elapsed(),
-        });
+        done();
         ResolvedImage::from_stored(reference, &stored).map(Some)
     }
+}
+
+/// The image the store names `reference` when it was made for another platform than
+/// `platform`, with that platform.
+fn other_platform_image(
+    store: &Store,
+    reference: &str,
+    platform: &PlatformSpec,
+) -> Result<Option<(ResolvedImage, Platform)>, BuildError> {
+    if reference.contains('@') {
+        return Ok(None);
+    }
+    let Ok(image) = store.resolve(reference) else {
+        return Ok(None);
+    };
+    if image_matches(&image.config, platform) {
+        return Ok(None);
+    }
+    let c = &image.config;
+    let made_for = Platform::new(&c.os, &c.architecture, c.variant.as_deref());
+    Ok(Some((
+        ResolvedImage::from_stored(reference, &image)?,
+        made_for,
+    )))
 }
 
 /// Split `DIR[:TAG|@sha256:…]`; a `:` inside the directory path (before the last `/`) is kept.
@@ -544,12 +640,22 @@ fn copy_blob(
 
 /// The platform of this host, as an index descriptor names it.
 pub fn host_platform_spec() -> PlatformSpec {
-    let p = rbuild_dockerfile::lower::Platform::host();
+    platform_spec(&Platform::host())
+}
+
+/// `platform` as an index descriptor names it (variant kept; `None` only where the
+/// normalized platform has none, e.g. `linux/arm64` for `arm64/v8`).
+pub fn platform_spec(platform: &Platform) -> PlatformSpec {
     PlatformSpec {
-        os: p.os,
-        architecture: p.architecture,
-        variant: None,
+        os: platform.os.clone(),
+        architecture: platform.architecture.clone(),
+        variant: platform.variant.clone(),
     }
+}
+
+/// `spec` normalized, as users write it (`linux/arm/v7`).
+pub fn spec_platform(spec: &PlatformSpec) -> Platform {
+    Platform::new(&spec.os, &spec.architecture, spec.variant.as_deref())
 }
 
 /// Load an image through the full chain and return it as stored (for tools).

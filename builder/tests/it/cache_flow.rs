@@ -77,7 +77,7 @@ fn graph(label: &str) -> Graph {
     };
     let mut g = Graph::new();
     let s0 = g.add(Step::new(
-        Op::Source(SourceOp::Scratch),
+        Op::Source(SourceOp::Scratch { platform: None }),
         None,
         origin(1, "FROM scratch"),
     ));

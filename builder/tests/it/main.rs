@@ -6,6 +6,7 @@ mod build_config;
 mod build_errors;
 mod build_export;
 mod build_registry;
+mod build_remote_cache;
 mod build_repro;
 mod build_run;
 mod build_sources;

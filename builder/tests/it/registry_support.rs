@@ -20,9 +20,13 @@ use rbuild::registry::{
     Credentials, CredentialsSource, RegistryClient, RegistryOptions, RetryPolicy,
 };
 use rbuild_layers::digest::Digest;
-use rbuild_layers::image::{write_manifest, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST};
+use rbuild_layers::image::{
+    write_image, write_manifest, History, ImageConfig, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
+};
 use rbuild_layers::oci_layout::OciLayout;
+use rbuild_layers::store::layer::{LayerInfo, LayerOptions, LayerWriter};
 use rbuild_layers::store::BlobStore;
+use rbuild_layers::tar::entry::Entry;
 use rbuild_test_support::{busybox_layout, host_architecture};
 
 /// The registry binary.
@@ -562,21 +566,17 @@ impl LocalImages {
             &BTreeMap::new(),
         )
         .expect("other manifest");
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_INDEX,
-            "manifests": [
-                {"mediaType": MEDIA_TYPE_MANIFEST, "digest": image.manifest_digest.to_string(),
-                 "size": image.manifest_size,
-                 "platform": {"os": "linux", "architecture": host_architecture()}},
-                {"mediaType": MEDIA_TYPE_MANIFEST, "digest": other_manifest.to_string(),
-                 "size": other_size,
-                 "platform": {"os": "linux", "architecture": other_arch}},
+        let index = put_index(
+            store,
+            &[
+                (
+                    &image.manifest_digest,
+                    image.manifest_size,
+                    host_architecture(),
+                ),
+                (&other_manifest, other_size, other_arch),
             ],
-        });
-        let (index, _) = store
-            .put(&serde_json::to_vec(&index).expect("index bytes"))
-            .expect("put index");
+        );
         LocalImages {
             layers: layers.iter().map(|l| l.digest.clone()).collect(),
             manifest: image.manifest_digest.clone(),
@@ -592,6 +592,111 @@ impl LocalImages {
     pub fn store(&self) -> &BlobStore {
         self.layout.store()
     }
+
+    /// A second index, written into the same store: the host child is the busybox image and
+    /// the other platform's child has a layer of its own (see [`TwoPlatforms`]).
+    pub fn two_platforms(&self) -> TwoPlatforms {
+        let store = self.store();
+        let arch = self.other_arch;
+        let info = foreign_layer(store, arch);
+        let digest = info.digest.clone();
+        let mut config = ImageConfig::new("linux", arch);
+        config.config.env = Some(vec!["PATH=/usr/bin:/bin".to_string()]);
+        config.push_layer(
+            info.diff_id.clone(),
+            History {
+                created_by: Some(format!("rbuild-test: the linux/{arch} child")),
+                ..History::default()
+            },
+        );
+        let other = write_image(store, &config, &[info], &BTreeMap::new()).expect("other image");
+        let host_size = store.size(&self.manifest).expect("host manifest size");
+        let index = put_index(
+            store,
+            &[
+                (&self.manifest, host_size, host_architecture()),
+                (&other.manifest_digest, other.manifest_size, arch),
+            ],
+        );
+        TwoPlatforms {
+            index,
+            other_manifest: other.manifest_digest,
+            other_layer: digest,
+            other_platform: format!("linux/{arch}"),
+        }
+    }
+}
+
+/// A two-platform index whose children differ in their layers: the host's is busybox, the
+/// other platform's holds only `/bin/sh` (an ELF header for that architecture, which this host
+/// cannot execute) and `/etc/platform`.
+pub struct TwoPlatforms {
+    /// The index digest.
+    pub index: Digest,
+    /// The other platform's manifest.
+    pub other_manifest: Digest,
+    /// Its only layer (a gzipped tar).
+    pub other_layer: Digest,
+    /// `linux/ARCH` of the other platform.
+    pub other_platform: String,
+}
+
+/// The ELF machine number of a Go architecture name (the two the tests use).
+fn elf_machine(arch: &str) -> u16 {
+    match arch {
+        "arm64" => 183,
+        _ => 62,
+    }
+}
+
+/// The other platform's layer, gzipped as registries serve layers (skopeo would compress a
+/// bare tar on copy): `bin/sh` (a 64-byte ELF header for `arch`) and `etc/platform`.
+fn foreign_layer(store: &BlobStore, arch: &str) -> LayerInfo {
+    let mut elf = vec![0u8; 64];
+    elf[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
+    elf[16] = 2;
+    elf[18..20].copy_from_slice(&elf_machine(arch).to_le_bytes());
+    let platform = format!("linux/{arch}\n");
+    let with_mode = |mut e: Entry, mode: u32| {
+        e.mode = mode;
+        e
+    };
+    let entries: [(Entry, &[u8]); 4] = [
+        (with_mode(Entry::dir("bin"), 0o755), &[]),
+        (with_mode(Entry::file("bin/sh", 64), 0o755), &elf),
+        (with_mode(Entry::dir("etc"), 0o755), &[]),
+        (
+            with_mode(Entry::file("etc/platform", platform.len() as u64), 0o644),
+            platform.as_bytes(),
+        ),
+    ];
+    let mut writer = LayerWriter::new(store, LayerOptions::default()).expect("layer writer");
+    for (entry, mut data) in entries {
+        writer.append(&entry, &mut data).expect("layer entry");
+    }
+    writer.finish().expect("finish layer")
+}
+
+/// Store an OCI index over `(manifest, size, architecture)` children; returns its digest.
+fn put_index(store: &BlobStore, children: &[(&Digest, u64, &str)]) -> Digest {
+    let manifests: Vec<serde_json::Value> = children
+        .iter()
+        .map(|(digest, size, arch)| {
+            serde_json::json!({
+                "mediaType": MEDIA_TYPE_MANIFEST, "digest": digest.to_string(), "size": size,
+                "platform": {"os": "linux", "architecture": arch},
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_INDEX,
+        "manifests": manifests,
+    });
+    let (index, _) = store
+        .put(&serde_json::to_vec(&index).expect("index bytes"))
+        .expect("put index");
+    index
 }
 
 /// Every file in `store`'s `blobs/sha256` is a complete blob named by its digest.
@@ -625,4 +730,24 @@ pub fn skopeo(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Copy `reference` out of its registry with `skopeo copy docker://… oci:OCI:copied` (logging
+/// in as `creds`, `user:password`, when given) and return the manifest digest skopeo wrote.
+pub fn skopeo_copy_digest(oci: &Path, reference: &str, creds: Option<&str>) -> String {
+    let src = format!("docker://{reference}");
+    let dest = format!("oci:{}:copied", oci.display());
+    let mut args = vec!["copy", "--src-tls-verify=false"];
+    if let Some(c) = creds {
+        args.extend(["--src-creds", c]);
+    }
+    args.extend([src.as_str(), dest.as_str()]);
+    skopeo(&args);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci.join("index.json")).expect("index.json"))
+            .expect("index json");
+    index["manifests"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string()
 }

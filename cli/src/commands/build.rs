@@ -97,6 +97,8 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), CliError> {
     req.push = args.push;
     req.insecure_registries = args.insecure_registries.clone();
     req.registry_credentials = env::docker_config();
+    req.cache_from = cache_specs("--cache-from", &args.cache_from)?;
+    req.cache_to = cache_specs("--cache-to", &args.cache_to)?;
     if args.push && args.tags.is_empty() {
         return Err(CliError::Usage(
             "--push needs a name: give -t REGISTRY/NAME:TAG".into(),
@@ -156,6 +158,28 @@ pub fn run(root: Option<&Path>, args: &BuildArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Parse `--cache-from`/`--cache-to` values with the library's parser. As with buildx, whose
+/// unknown cache types are refused by BuildKit when the build starts, a bad value fails the
+/// build (exit code 1) with the flag and the value named.
+fn cache_specs<T>(flag: &'static str, values: &[String]) -> Result<Vec<T>, CliError>
+where
+    T: std::str::FromStr<Err = rbuild::cache::remote::CacheSpecError>,
+{
+    values
+        .iter()
+        .map(|v| {
+            v.parse().map_err(|e| CliError::Build {
+                dockerfile: None,
+                tails: Vec::new(),
+                error: Box::new(rbuild::BuildError::Request {
+                    field: flag,
+                    reason: format!("`{v}`: {e}"),
+                }),
+            })
+        })
+        .collect()
+}
+
 /// The final report: digest, tags, where the image went.
 fn summarize(
     progress: &Progress,
@@ -189,6 +213,15 @@ fn summarize(
     for w in written {
         progress.line(&format!("wrote {w}"));
     }
+    for c in &outcome.cache_exports {
+        progress.line(&format!(
+            "exported cache to {}: {}, {} records",
+            c.location, c.manifest_digest, c.records
+        ));
+    }
+    for w in &outcome.cache_warnings {
+        progress.line(&format!("warning: {w}"));
+    }
     progress.json(json!({
         "type": "result",
         "digest": outcome.manifest_digest.to_string(),
@@ -197,6 +230,12 @@ fn summarize(
         "store": store_root.display().to_string(),
         "outputs": written,
         "pushed": outcome.pushed.iter().map(|p| p.reference.to_string()).collect::<Vec<_>>(),
+        "cache_exports": outcome.cache_exports.iter().map(|c| json!({
+            "location": c.location,
+            "digest": c.manifest_digest.to_string(),
+            "records": c.records,
+        })).collect::<Vec<_>>(),
+        "cache_warnings": outcome.cache_warnings,
         "steps": outcome.steps,
         "cached": outcome.cached,
     }));
@@ -226,15 +265,15 @@ pub fn describe_output(output: &Output) -> String {
     }
 }
 
-/// `--platform`: only the host's is accepted for now (passed on, normalized).
+/// `--platform`: any Linux platform (passed on; the library normalizes it and resolves bases for
+/// it). Other operating systems are usage errors: rbuild builds Linux images only.
 fn check_platform(platform: Option<&Platform>) -> Result<Option<String>, CliError> {
     let Some(p) = platform else {
         return Ok(None);
     };
-    let host = Platform::host();
-    if *p != host {
+    if p.os != "linux" {
         return Err(CliError::Usage(format!(
-            "--platform {p} is not supported yet: rbuild builds for the host platform ({host}) only"
+            "--platform {p}: rbuild builds Linux images only (e.g. linux/amd64, linux/arm64)"
         )));
     }
     Ok(Some(p.to_string()))
@@ -405,23 +444,22 @@ mod tests {
     }
 
     #[test]
-    fn platform_must_be_the_host() {
+    fn platform_must_be_linux() {
         assert_eq!(check_platform(None).expect("none"), None);
         let host = Platform::host();
         assert_eq!(
             check_platform(Some(&host)).expect("host"),
             Some(host.to_string())
         );
-        let other: Platform = if host.architecture == "s390x" {
-            "linux/amd64"
-        } else {
-            "linux/s390x"
-        }
-        .parse()
-        .expect("valid");
-        let err = check_platform(Some(&other)).expect_err("foreign");
+        let arm: Platform = "linux/arm64".parse().expect("valid");
+        assert_eq!(
+            check_platform(Some(&arm)).expect("any linux platform"),
+            Some("linux/arm64".into())
+        );
+        let windows: Platform = "windows/amd64".parse().expect("valid");
+        let err = check_platform(Some(&windows)).expect_err("not linux");
         assert_eq!(err.exit_code(), 2);
-        assert!(err.to_string().contains("not supported yet"), "{err}");
+        assert!(err.to_string().contains("Linux images only"), "{err}");
     }
 
     #[test]

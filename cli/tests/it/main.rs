@@ -1,6 +1,7 @@
 //! End-to-end tests of the `rbuild` binary: one binary, one module per feature.
 
 mod build;
+mod cache;
 mod cancel;
 mod errors;
 mod flags;

@@ -1,6 +1,6 @@
 //! `-o/--output` and `rbuild export`: every format checked by the tool that consumes it.
 
-use crate::support::{tool, umoci_unpack, Env};
+use crate::support::{steps, tool, umoci_unpack, Env};
 
 #[test]
 fn oci_output_passes_umoci_and_skopeo() {
@@ -124,5 +124,57 @@ fn export_writes_a_stored_image() {
     assert!(
         manifest.contains("exp:v1"),
         "RepoTags name the image: {manifest}"
+    );
+}
+
+/// `--platform` for another architecture: a build that runs nothing needs no emulator, the
+/// image says the platform it was built for, and the host build does not reuse its steps.
+#[test]
+fn a_foreign_platform_builds_without_run_steps() {
+    let env = Env::new();
+    let ctx = env.context(
+        "ctx",
+        &[
+            (
+                "Dockerfile",
+                "FROM scratch\nARG TARGETPLATFORM\nCOPY a.txt /a.txt\nLABEL built.for=$TARGETPLATFORM\n",
+            ),
+            ("a.txt", "payload\n"),
+        ],
+    );
+    let foreign = if cfg!(target_arch = "aarch64") {
+        ("linux/amd64", "amd64")
+    } else {
+        ("linux/arm64", "arm64")
+    };
+    let inspect = |platform: Option<&str>, name: &str| {
+        let layout = env.path(name);
+        let dest = format!("type=oci,dest={}", layout.display());
+        let ctx = ctx.display().to_string();
+        let mut args = vec!["build", "--progress", "plain", "-o", &dest];
+        if let Some(p) = platform {
+            args.extend(["--platform", p]);
+        }
+        args.push(&ctx);
+        let (_, err) = env.ok(&args);
+        let copied = steps(&err)
+            .into_iter()
+            .find(|(_, header, _)| header.contains("COPY a.txt"))
+            .unwrap_or_else(|| panic!("a COPY step in:\n{err}"));
+        let json = tool("skopeo", &["inspect", &format!("oci:{}", layout.display())]);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("skopeo json");
+        (v, copied.2)
+    };
+    let (arm, first) = inspect(Some(foreign.0), "foreign");
+    assert_eq!(arm["Architecture"], foreign.1, "{arm}");
+    assert_eq!(arm["Os"], "linux");
+    assert_eq!(arm["Labels"]["built.for"], foreign.0, "{arm}");
+    assert!(first.starts_with("DONE"), "{first}");
+
+    let (host, second) = inspect(None, "host");
+    assert_ne!(host["Architecture"], foreign.1, "{host}");
+    assert!(
+        second.starts_with("DONE"),
+        "the host build must not reuse the foreign build's COPY: {second}"
     );
 }

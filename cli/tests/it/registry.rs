@@ -1,10 +1,9 @@
 //! `rbuild build --push`, `-o type=registry`, `rbuild push`, `rbuild login/logout` against a
 //! real registry on 127.0.0.1 (the builder tests' harness), checked with skopeo.
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use rbuild::registry::{PushOptions, Reference};
+use rbuild::registry::{Credentials, DockerConfig, PushOptions, Reference};
 
 use crate::support::{built_digest, text, workspace, Env};
 
@@ -12,7 +11,9 @@ use crate::support::{built_digest, text, workspace, Env};
 #[path = "../../../builder/tests/it/registry_support.rs"]
 mod registry_support;
 
-use registry_support::{client, skopeo, AuthMode, LocalImages, Registry, PASSWORD, USER};
+use registry_support::{
+    client, skopeo_copy_digest, AuthMode, LocalImages, Registry, PASSWORD, USER,
+};
 
 /// Run rbuild with this env's store and a private Docker config dir.
 fn rbuild(env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
@@ -67,21 +68,12 @@ fn seed(registry: &Registry, creds: Option<(&str, &str, &str)>) -> LocalImages {
 }
 
 fn remote_digest(env: &Env, reference: &str, name: &str) -> String {
-    let oci = env.path(name);
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{reference}"),
-        &format!("oci:{}:t", oci.display()),
-    ]);
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(Path::new(&oci).join("index.json")).expect("index.json"),
-    )
-    .expect("index json");
-    index["manifests"][0]["digest"]
-        .as_str()
-        .expect("digest")
-        .to_string()
+    remote_digest_as(env, reference, name, None)
+}
+
+/// [`remote_digest`] with skopeo logging in as `creds` (`user:password`).
+fn remote_digest_as(env: &Env, reference: &str, name: &str, creds: Option<&str>) -> String {
+    skopeo_copy_digest(&env.path(name), reference, creds)
 }
 
 #[test]
@@ -195,5 +187,47 @@ fn login_then_push_and_wrong_password_is_unauthorized() {
         text(&out.stderr).contains("unauthorized"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// The Docker Hub flow for real: `rbuild build --push` against a registry with token auth
+/// (the test's own ES256 token server), credentials from the Docker config; a wrong password
+/// fails the build with exit code 1 and the registry named.
+#[test]
+fn token_auth_build_push_with_docker_config_and_wrong_password() {
+    let registry = Registry::start(AuthMode::Token);
+    seed(&registry, Some((&registry.host, USER, PASSWORD)));
+    let env = Env::new();
+    let host = registry.host.clone();
+    let config = env.path("docker").join("config.json");
+    let login = |password: &str| {
+        let creds = Credentials {
+            username: USER.into(),
+            password: password.into(),
+        };
+        DockerConfig::save_login(&config, &host, &creds).expect("save login");
+    };
+    let ctx = env.context(
+        "ctx",
+        &[("Dockerfile", &format!("FROM {host}/base:1\nENV A=1\n"))],
+    );
+    let ctx = ctx.to_str().expect("utf-8 path");
+    let app = format!("{host}/private/app:tok");
+    let build = ["build", "--progress", "plain", "--push", "-t", &app, ctx];
+
+    login("wrong");
+    let out = rbuild(&env, &build, None);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("unauthorized"), "{stderr}");
+    assert!(stderr.contains(&format!("{host}/base")), "{stderr}");
+
+    login(PASSWORD);
+    let (_, stderr) = ok(&env, &build, None);
+    assert!(stderr.contains(&format!("pushed {app}")), "{stderr}");
+    let creds = format!("{USER}:{PASSWORD}");
+    assert_eq!(
+        remote_digest_as(&env, &app, "pulled-tok", Some(&creds)),
+        built_digest(&stderr)
     );
 }
