@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use rbuild::cache::remote::spec::split_fields;
 use rbuild::solve::{NamedContext, Output};
 use rbuild_layers::compress::Compression;
 use rbuild_layers::oci_layout::ImageName;
@@ -44,21 +45,10 @@ fn err<T>(text: impl Into<String>) -> Result<T, SpecError> {
     Err(SpecError(text.into()))
 }
 
-/// Split `a=b,c=d` into pairs, as buildx's CSV reader does for unquoted fields; a field without
-/// `=` is an error naming it.
+/// Split `a=b,c=d` into pairs ([`split_fields`]); a field without `=` is an error naming it.
 fn fields(value: &str) -> Result<Vec<(String, String)>, SpecError> {
-    let mut out = Vec::new();
-    for field in value.split(',') {
-        let field = field.trim();
-        if field.is_empty() {
-            continue;
-        }
-        match field.split_once('=') {
-            Some((k, v)) => out.push((k.trim().to_ascii_lowercase(), v.to_string())),
-            None => return err(format!("invalid field '{field}': must be a key=value pair")),
-        }
-    }
-    Ok(out)
+    split_fields(value)
+        .map_err(|field| SpecError(format!("invalid field '{field}': must be a key=value pair")))
 }
 
 fn parse_bool(key: &str, value: &str) -> Result<bool, SpecError> {

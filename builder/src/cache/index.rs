@@ -331,12 +331,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Records for the tests of the cache modules.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_records {
     use super::*;
     use crate::cache::manifest::{FieldValue, KeyField};
 
-    fn manifest(v: &str) -> KeyManifest {
+    /// A key manifest with one field, `x` = `v`.
+    pub(crate) fn manifest(v: &str) -> KeyManifest {
         KeyManifest {
             fields: vec![KeyField {
                 label: "x".into(),
@@ -346,7 +348,9 @@ mod tests {
         }
     }
 
-    fn record(v: &str, blob: Option<&[u8]>) -> CacheRecord {
+    /// The record of `RUN v`, keyed by [`manifest`]`(v)`, with a layer made of `blob` (or
+    /// none) and `config`.
+    pub(crate) fn record(v: &str, blob: Option<&[u8]>, config: Option<ConfigOp>) -> CacheRecord {
         CacheRecord {
             layer: blob.map(|b| LayerRecord {
                 digest: Digest::of(b),
@@ -354,7 +358,7 @@ mod tests {
                 size: b.len() as u64,
                 media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
             }),
-            config: Some(ConfigOp::User("app".into())),
+            config,
             history: HistoryRecord {
                 created_by: format!("RUN {v}"),
                 comment: None,
@@ -362,6 +366,16 @@ mod tests {
             },
             manifest: manifest(v),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_records::manifest;
+    use super::*;
+
+    fn record(v: &str, blob: Option<&[u8]>) -> CacheRecord {
+        test_records::record(v, blob, Some(ConfigOp::User("app".into())))
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub use pull::{
 // The remote cache importer fetches single blobs (`fetch_blob`) by repository.
 pub(crate) use pull::repo_of;
 pub use push::{PushOptions, PushedImage};
+// Push callers (image pushes, the registry cache exporter) share mount candidates and log lines.
+pub(crate) use push::{mount_sources, push_log_line};
 pub use reference::{registry_host, Reference, DOCKER_HUB_DOMAIN, DOCKER_HUB_REGISTRY};
 pub use retry::RetryPolicy;
 
@@ -127,6 +129,21 @@ pub enum Progress {
         /// The manifest digest.
         digest: rbuild_layers::digest::Digest,
     },
+}
+
+impl Progress {
+    /// The line a retry shows in a pull's or push's log (`retry WHAT (attempt N): ERROR`);
+    /// `None` for the other events.
+    pub(crate) fn retry_line(&self) -> Option<String> {
+        match self {
+            Progress::Retry {
+                what,
+                attempt,
+                error,
+            } => Some(format!("retry {what} (attempt {attempt}): {error}")),
+            _ => None,
+        }
+    }
 }
 
 /// A progress callback: called from worker threads, so `Sync`.

@@ -421,9 +421,99 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
+/// The repositories of `bases` (image references) on the same registry as `target`, other
+/// than the target's own: the cross-repository mount candidates of a push
+/// ([`PushOptions::mount_from`]), sorted and without repeats.
+pub(crate) fn mount_sources(target: &Reference, bases: &[String]) -> Vec<String> {
+    let mut repos: Vec<String> = bases
+        .iter()
+        .filter_map(|b| b.parse::<Reference>().ok())
+        .filter(|b| b.registry_host() == target.registry_host())
+        .map(|b| b.repository().to_string())
+        .filter(|r| r != target.repository())
+        .collect();
+    repos.sort();
+    repos.dedup();
+    repos
+}
+
+/// The log line a push shows for a blob event or a retry: `blob` names the blob as the log
+/// calls it (`push sha256:…`, `writing layer sha256:…`); `None` for the other events.
+pub(crate) fn push_log_line(p: &Progress, blob: impl Fn(&Digest) -> String) -> Option<String> {
+    match p {
+        Progress::BlobDone { digest } => Some(format!("{}: done", blob(digest))),
+        Progress::BlobSkipped { digest } => Some(format!("{}: already exists", blob(digest))),
+        Progress::BlobMounted { digest, from } => {
+            Some(format!("{}: mounted from {from}", blob(digest)))
+        }
+        _ => p.retry_line(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mounts_come_from_bases_on_the_same_registry() {
+        let target: Reference = "reg:5000/team/app:v1".parse().expect("reference");
+        let cases: &[(&[&str], &[&str])] = &[
+            (&["reg:5000/base:1", "reg:5000/base@sha256:0000000000000000000000000000000000000000000000000000000000000000"], &["base"]),
+            (&["other:5000/base:1", "alpine:3.20"], &[]),
+            (&["reg:5000/team/app:v0"], &[]),
+            (&["reg:5000/z:1", "reg:5000/a/b:2"], &["a/b", "z"]),
+        ];
+        for (bases, want) in cases {
+            let bases: Vec<String> = bases.iter().map(|b| b.to_string()).collect();
+            assert_eq!(mount_sources(&target, &bases), *want, "{bases:?}");
+        }
+    }
+
+    #[test]
+    fn push_events_read_as_log_lines() {
+        let d: Digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            .parse()
+            .expect("digest");
+        let cases = [
+            (
+                Progress::BlobDone { digest: d.clone() },
+                Some(format!("push {d}: done")),
+            ),
+            (
+                Progress::BlobSkipped { digest: d.clone() },
+                Some(format!("push {d}: already exists")),
+            ),
+            (
+                Progress::BlobMounted {
+                    digest: d.clone(),
+                    from: "base".into(),
+                },
+                Some(format!("push {d}: mounted from base")),
+            ),
+            (
+                Progress::Retry {
+                    what: format!("blob {d}"),
+                    attempt: 2,
+                    error: "reset".into(),
+                },
+                Some(format!("retry blob {d} (attempt 2): reset")),
+            ),
+            (
+                Progress::BlobStart {
+                    digest: d.clone(),
+                    size: 1,
+                },
+                None,
+            ),
+        ];
+        for (event, want) in cases {
+            assert_eq!(
+                push_log_line(&event, |d| format!("push {d}")),
+                want,
+                "{event:?}"
+            );
+        }
+    }
 
     #[test]
     fn locations() {

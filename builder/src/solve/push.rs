@@ -15,7 +15,9 @@ use rbuild_layers::digest::Digest;
 use crate::error::BuildError;
 use crate::events::{Event, EventSink, LogStream};
 use crate::graph::StepId;
-use crate::registry::{Progress, PushOptions, PushedImage, Reference};
+use crate::registry::{
+    mount_sources, push_log_line, Progress, PushOptions, PushedImage, Reference,
+};
 use crate::solve::sources::RegistrySettings;
 use crate::store::Store;
 
@@ -62,20 +64,14 @@ pub fn push_image(
             })
         };
         let progress = |p: &Progress| match p {
-            Progress::BlobDone { digest } => log(format!("push {digest}: done")),
-            Progress::BlobSkipped { digest } => log(format!("push {digest}: already exists")),
-            Progress::BlobMounted { digest, from } => {
-                log(format!("push {digest}: mounted from {from}"))
-            }
             Progress::ManifestPushed { reference, digest } => {
                 log(format!("manifest {reference}: {digest}"))
             }
-            Progress::Retry {
-                what,
-                attempt,
-                error,
-            } => log(format!("retry {what} (attempt {attempt}): {error}")),
-            _ => {}
+            _ => {
+                if let Some(line) = push_log_line(p, |d| format!("push {d}")) {
+                    log(line)
+                }
+            }
         };
         let opts = PushOptions {
             mount_from: &mount_from,
@@ -103,39 +99,4 @@ pub fn push_image(
         }
     }
     Ok(pushed)
-}
-
-/// The repositories of `bases` on the same registry as `target` (cross-repository mount
-/// candidates), sorted and without repeats.
-fn mount_sources(target: &Reference, bases: &[String]) -> Vec<String> {
-    let mut repos: Vec<String> = bases
-        .iter()
-        .filter_map(|b| b.parse::<Reference>().ok())
-        .filter(|b| b.registry_host() == target.registry_host())
-        .map(|b| b.repository().to_string())
-        .filter(|r| r != target.repository())
-        .collect();
-    repos.sort();
-    repos.dedup();
-    repos
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mounts_come_from_bases_on_the_same_registry() {
-        let target: Reference = "reg:5000/team/app:v1".parse().expect("reference");
-        let cases: &[(&[&str], &[&str])] = &[
-            (&["reg:5000/base:1", "reg:5000/base@sha256:0000000000000000000000000000000000000000000000000000000000000000"], &["base"]),
-            (&["other:5000/base:1", "alpine:3.20"], &[]),
-            (&["reg:5000/team/app:v0"], &[]),
-            (&["reg:5000/z:1", "reg:5000/a/b:2"], &["a/b", "z"]),
-        ];
-        for (bases, want) in cases {
-            let bases: Vec<String> = bases.iter().map(|b| b.to_string()).collect();
-            assert_eq!(mount_sources(&target, &bases), *want, "{bases:?}");
-        }
-    }
 }

@@ -410,12 +410,11 @@ impl ImageSource for RegistrySource<'_> {
             Progress::Resolved { digest, .. } => log(format!("resolve {parsed}: {digest}")),
             Progress::BlobDone { digest } => log(format!("pull {digest}: done")),
             Progress::BlobSkipped { digest } => log(format!("pull {digest}: already in store")),
-            Progress::Retry {
-                what,
-                attempt,
-                error,
-            } => log(format!("retry {what} (attempt {attempt}): {error}")),
-            _ => {}
+            _ => {
+                if let Some(line) = p.retry_line() {
+                    log(line)
+                }
+            }
         };
         let opts = PullOptions {
             platform: Some(platform),

@@ -8,40 +8,16 @@ use std::fs;
 use std::path::Path;
 
 use rbuild::events::{CollectSink, Event};
-use rbuild::registry::{Credentials, DockerConfig, PushOptions, Reference};
+use rbuild::registry::{Credentials, DockerConfig};
 use rbuild::solve::BuildRequest;
 use rbuild::store::Store;
 use rbuild_layers::digest::Digest;
 
-use crate::build_support::{step_outcomes, text_request};
+use crate::build_support::{step_outcomes, text_request, vertex_logs};
 use crate::registry_support::{
-    assert_no_stray_blobs, client, skopeo_copy_digest, AuthMode, FlakyProxy, LocalImages, Registry,
-    TwoPlatforms, PASSWORD, USER,
+    assert_no_stray_blobs, push_as, seed, skopeo_copy_digest, AuthMode, FlakyProxy, LocalImages,
+    Registry, TwoPlatforms, PASSWORD, USER,
 };
-
-/// Push the busybox test image to `registry` as `base:1`; returns its manifest digest.
-fn seed(registry: &Registry, creds: Option<(&str, &str, &str)>) -> (LocalImages, Digest) {
-    let images = LocalImages::new();
-    let digest = push_as(registry, creds, &images, &images.manifest, "base:1");
-    (images, digest)
-}
-
-/// Push the manifest or index `digest` of `images` to `registry` as `name`.
-fn push_as(
-    registry: &Registry,
-    creds: Option<(&str, &str, &str)>,
-    images: &LocalImages,
-    digest: &Digest,
-    name: &str,
-) -> Digest {
-    let target: Reference = format!("{}/{name}", registry.host)
-        .parse()
-        .expect("reference");
-    client(creds)
-        .push(images.store(), digest, &target, &PushOptions::default())
-        .unwrap_or_else(|e| panic!("seed {target}: {e}\n{}", registry.log()))
-        .digest
-}
 
 /// A fresh store and a context with `hello.txt`.
 fn workspace() -> (tempfile::TempDir, Store, std::path::PathBuf) {
@@ -108,22 +84,7 @@ fn try_build(
 
 /// The log lines of the `[internal] load metadata` pseudo-steps.
 fn pull_logs(events: &[Event]) -> Vec<String> {
-    let ids: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::StepStarted { id, name } if name.starts_with("[internal] load metadata") => {
-                Some(*id)
-            }
-            _ => None,
-        })
-        .collect();
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Log { id, line, .. } if ids.contains(id) => Some(line.clone()),
-            _ => None,
-        })
-        .collect()
+    vertex_logs(events, "[internal] load metadata")
 }
 
 #[test]
@@ -195,15 +156,7 @@ fn a_new_base_under_the_same_tag_changes_the_key_only_with_pull() {
     let first = first.expect("first build");
 
     // Push another manifest (the index's other-platform one) under the same tag.
-    let target: Reference = from.parse().expect("reference");
-    client(None)
-        .push(
-            images.store(),
-            &images.other_manifest,
-            &target,
-            &PushOptions::default(),
-        )
-        .expect("push the new base");
+    push_as(&registry, None, &images, &images.other_manifest, "base:1");
     let (cached, _) = try_build(&store, &request(&ctx, &from));
     let cached = cached.expect("without --pull the stored tag is used");
     assert_eq!(cached.manifest_digest, first.manifest_digest);

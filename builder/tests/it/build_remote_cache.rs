@@ -7,13 +7,16 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use rbuild::events::Event;
-use rbuild::registry::{PushOptions, Reference};
 use rbuild::solve::BuildRequest;
 use rbuild::{BuildOutcome, CacheExport, CacheImport};
 use rbuild_layers::digest::Digest;
 
-use crate::build_support::{build, step_outcomes, store_with_busybox, text_request, TestStore};
-use crate::registry_support::{client, skopeo, AuthMode, LocalImages, Registry};
+use rbuild_test_support::BUSYBOX_REF as BUSYBOX;
+
+use crate::build_support::{
+    build, step_outcomes, store_with_busybox, text_request, vertex_logs, TestStore,
+};
+use crate::registry_support::{seed, skopeo, AuthMode, Registry};
 
 /// Two stages; every RUN writes random bytes.
 fn dockerfile(base: &str) -> String {
@@ -43,6 +46,13 @@ fn context(dir: &Path) -> PathBuf {
     ctx
 }
 
+/// A scratch directory holding the build context, `<dir>/ctx`.
+fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = context(dir.path());
+    (dir, ctx)
+}
+
 fn request(ctx: &Path, base: &str) -> BuildRequest {
     text_request(Some(ctx), &dockerfile(base))
 }
@@ -55,6 +65,24 @@ fn import(spec: &str) -> CacheImport {
     spec.parse().unwrap_or_else(|e| panic!("{spec}: {e}"))
 }
 
+/// `type=local,dest=DIR,mode=max`: every step's record, into the layout at `dir`.
+fn local_max(dir: &Path) -> String {
+    format!("type=local,dest={},mode=max", dir.display())
+}
+
+/// `type=local,src=DIR`: the cache of the layout at `dir`.
+fn local_src(dir: &Path) -> CacheImport {
+    import(&format!("type=local,src={}", dir.display()))
+}
+
+/// A store with busybox and a request (`FROM` busybox) over `ctx` exporting to `to`.
+fn exporting(ctx: &Path, to: &[String]) -> (TestStore, BuildRequest) {
+    let t = store_with_busybox();
+    let mut req = request(ctx, BUSYBOX);
+    req.cache_to = to.iter().map(|spec| export(spec)).collect();
+    (t, req)
+}
+
 /// The steps that were executed (not cached), sorted.
 fn executed(events: &[Event]) -> Vec<String> {
     step_outcomes(events)
@@ -62,24 +90,6 @@ fn executed(events: &[Event]) -> Vec<String> {
         .filter(|(_, cached)| !cached)
         .map(|(name, _)| name)
         .filter(|name| name.starts_with('[') && !name.starts_with("[internal]"))
-        .collect()
-}
-
-/// The log lines of the vertices whose name starts with `prefix`.
-fn vertex_logs(events: &[Event], prefix: &str) -> Vec<String> {
-    let ids: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::StepStarted { id, name } if name.starts_with(prefix) => Some(*id),
-            _ => None,
-        })
-        .collect();
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Log { id, line, .. } if ids.contains(id) => Some(line.clone()),
-            _ => None,
-        })
         .collect()
 }
 
@@ -99,22 +109,10 @@ fn fresh_build(
 #[test]
 fn registry_cache_max_makes_a_fresh_store_run_no_step() {
     let registry = Registry::start(AuthMode::Plain);
-    let images = LocalImages::new();
-    let base_ref: Reference = format!("{}/base:1", registry.host)
-        .parse()
-        .expect("reference");
-    client(None)
-        .push(
-            images.store(),
-            &images.manifest,
-            &base_ref,
-            &PushOptions::default(),
-        )
-        .expect("seed the registry");
-    let base = base_ref.to_string();
+    seed(&registry, None);
+    let base = format!("{}/base:1", registry.host);
     let cache_ref = format!("{}/app:cache", registry.host);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ctx = context(dir.path());
+    let (dir, ctx) = scratch();
 
     let first_store = rbuild::Store::open(dir.path().join("first")).expect("store");
     let mut req = request(&ctx, &base);
@@ -186,18 +184,17 @@ fn registry_cache_max_makes_a_fresh_store_run_no_step() {
 
 #[test]
 fn local_cache_round_trip_and_modes() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ctx = context(dir.path());
-    let base = rbuild_test_support::BUSYBOX_REF;
+    let (dir, ctx) = scratch();
     let max_dir = dir.path().join("cache-max");
     let min_dir = dir.path().join("cache-min");
 
-    let t = store_with_busybox();
-    let mut req = request(&ctx, base);
-    req.cache_to = vec![
-        export(&format!("type=local,dest={},mode=max", max_dir.display())),
-        export(&format!("type=local,dest={},tag=v1", min_dir.display())),
-    ];
+    let (t, req) = exporting(
+        &ctx,
+        &[
+            local_max(&max_dir),
+            format!("type=local,dest={},tag=v1", min_dir.display()),
+        ],
+    );
     let (first, _) = build(&t.store, &req);
     assert_eq!(first.cache_exports.len(), 2);
     assert_eq!(first.cache_exports[0].records, 6);
@@ -212,15 +209,15 @@ fn local_cache_round_trip_and_modes() {
     );
 
     // max: everything hits on a fresh store, and the image is the same.
-    let from = [import(&format!("type=local,src={}", max_dir.display()))];
-    let (_t2, second, events) = fresh_build(&ctx, base, &from);
+    let from = [local_src(&max_dir)];
+    let (_t2, second, events) = fresh_build(&ctx, BUSYBOX, &from);
     assert!(executed(&events).is_empty(), "{:?}", executed(&events));
     assert_eq!(second.cached, second.steps);
     assert_eq!(second.manifest_digest, first.manifest_digest);
 
     // --no-cache ignores the imported records (and does not read them).
     let t4 = store_with_busybox();
-    let mut no_cache = request(&ctx, base);
+    let mut no_cache = request(&ctx, BUSYBOX);
     no_cache.cache_from = from.to_vec();
     no_cache.no_cache = true;
     let (_, events) = build(&t4.store, &no_cache);
@@ -233,7 +230,7 @@ fn local_cache_round_trip_and_modes() {
         "type=local,src={},tag=v1",
         min_dir.display()
     ))];
-    let (_t3, third, events) = fresh_build(&ctx, base, &from);
+    let (_t3, third, events) = fresh_build(&ctx, BUSYBOX, &from);
     assert_eq!(executed(&events), vec![BUILDER_RUN.to_string()]);
     assert_eq!(third.manifest_digest, first.manifest_digest);
 
@@ -244,21 +241,14 @@ fn local_cache_round_trip_and_modes() {
 
 #[test]
 fn a_changed_context_file_misses_exactly_the_dependent_steps() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ctx = context(dir.path());
-    let base = rbuild_test_support::BUSYBOX_REF;
+    let (dir, ctx) = scratch();
     let cache = dir.path().join("cache");
-    let t = store_with_busybox();
-    let mut req = request(&ctx, base);
-    req.cache_to = vec![export(&format!(
-        "type=local,dest={},mode=max",
-        cache.display()
-    ))];
+    let (t, req) = exporting(&ctx, &[local_max(&cache)]);
     let (first, _) = build(&t.store, &req);
 
     fs::write(ctx.join("hello.txt"), "changed\n").expect("edit");
-    let from = [import(&format!("type=local,src={}", cache.display()))];
-    let (_t2, second, events) = fresh_build(&ctx, base, &from);
+    let from = [local_src(&cache)];
+    let (_t2, second, events) = fresh_build(&ctx, BUSYBOX, &from);
     let mut want = vec![COPY_HELLO.to_string(), ENV.to_string(), RUN_T.to_string()];
     want.sort();
     assert_eq!(executed(&events), want);
@@ -271,9 +261,7 @@ fn a_changed_context_file_misses_exactly_the_dependent_steps() {
 
 #[test]
 fn a_missing_cache_only_warns() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ctx = context(dir.path());
-    let base = rbuild_test_support::BUSYBOX_REF;
+    let (dir, ctx) = scratch();
     let registry = Registry::start(AuthMode::Plain);
     let from = [
         import(&format!("{}/nothing:here", registry.host)),
@@ -282,7 +270,7 @@ fn a_missing_cache_only_warns() {
             dir.path().join("no-such-cache").display()
         )),
     ];
-    let (_t, out, events) = fresh_build(&ctx, base, &from);
+    let (_t, out, events) = fresh_build(&ctx, BUSYBOX, &from);
     assert_eq!(out.cache_warnings.len(), 2, "{:?}", out.cache_warnings);
     assert!(
         out.cache_warnings.iter().all(|w| w.contains("not found")),
@@ -305,16 +293,9 @@ fn a_missing_cache_only_warns() {
 
 #[test]
 fn a_deleted_layer_blob_makes_that_step_run() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ctx = context(dir.path());
-    let base = rbuild_test_support::BUSYBOX_REF;
+    let (dir, ctx) = scratch();
     let cache = dir.path().join("cache");
-    let t = store_with_busybox();
-    let mut req = request(&ctx, base);
-    req.cache_to = vec![export(&format!(
-        "type=local,dest={},mode=max",
-        cache.display()
-    ))];
+    let (t, req) = exporting(&ctx, &[local_max(&cache)]);
     build(&t.store, &req);
 
     // Delete the layer of the final stage's last RUN from the layout.
@@ -330,8 +311,8 @@ fn a_deleted_layer_blob_makes_that_step_run() {
     fs::remove_file(cache.join("blobs/sha256").join(run_t_layer.digest.hex()))
         .expect("delete the layer blob");
 
-    let from = [import(&format!("type=local,src={}", cache.display()))];
-    let (_t2, out, events) = fresh_build(&ctx, base, &from);
+    let from = [local_src(&cache)];
+    let (_t2, out, events) = fresh_build(&ctx, BUSYBOX, &from);
     assert_eq!(executed(&events), vec![RUN_T.to_string()]);
     assert_eq!(out.cache_warnings.len(), 1, "{:?}", out.cache_warnings);
     assert!(out.cache_warnings[0].contains("unavailable"));
@@ -361,15 +342,11 @@ fn config_blob(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_failed_export_fails_the_build_unless_ignored() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ctx = context(dir.path());
-    let base = rbuild_test_support::BUSYBOX_REF;
+    let (dir, ctx) = scratch();
     // A regular file where the layout directory should go.
     let blocked = dir.path().join("blocked");
     fs::write(&blocked, "not a directory").expect("write");
-    let t = store_with_busybox();
-    let mut req = request(&ctx, base);
-    req.cache_to = vec![export(&format!("type=local,dest={}", blocked.display()))];
+    let (t, mut req) = exporting(&ctx, &[format!("type=local,dest={}", blocked.display())]);
     let err = rbuild::build(&t.store, &req, &rbuild::events::NullSink).expect_err("export fails");
     let text = err.to_string();
     assert!(text.contains(&blocked.display().to_string()), "{text}");
@@ -387,15 +364,13 @@ fn a_failed_export_fails_the_build_unless_ignored() {
 
 #[test]
 fn an_image_is_not_a_cache() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ctx = context(dir.path());
-    let base = rbuild_test_support::BUSYBOX_REF;
+    let (dir, ctx) = scratch();
     let layout = rbuild_test_support::busybox_layout(&dir.path().join("image")).expect("layout");
     let from = [import(&format!(
         "type=local,src={},tag=test",
         layout.layout.display()
     ))];
-    let (_t, out, _) = fresh_build(&ctx, base, &from);
+    let (_t, out, _) = fresh_build(&ctx, BUSYBOX, &from);
     assert_eq!(out.cache_warnings.len(), 1, "{:?}", out.cache_warnings);
     let w = &out.cache_warnings[0];
     assert!(

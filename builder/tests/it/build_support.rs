@@ -109,6 +109,24 @@ pub fn step_outcomes(events: &[Event]) -> BTreeMap<String, bool> {
     out
 }
 
+/// The log lines of the steps and pseudo-steps whose name starts with `prefix`, in order.
+pub fn vertex_logs(events: &[Event], prefix: &str) -> Vec<String> {
+    let ids: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStarted { id, name } if name.starts_with(prefix) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Log { id, line, .. } if ids.contains(id) => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The store's blob digests.
 pub fn blobs(store: &Store) -> Vec<String> {
     store

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use rbuild::registry::{
-    Credentials, CredentialsSource, RegistryClient, RegistryOptions, RetryPolicy,
+    Credentials, CredentialsSource, PushOptions, Reference, RegistryClient, RegistryOptions,
+    RetryPolicy,
 };
 use rbuild_layers::digest::Digest;
 use rbuild_layers::image::{
@@ -520,6 +521,30 @@ pub fn client(creds: Option<(&str, &str, &str)>) -> RegistryClient {
         io_timeout: Duration::from_secs(20),
         ..RegistryOptions::default()
     })
+}
+
+/// Push the busybox test image to `registry` as `base:1`; returns its manifest digest.
+pub fn seed(registry: &Registry, creds: Option<(&str, &str, &str)>) -> (LocalImages, Digest) {
+    let images = LocalImages::new();
+    let digest = push_as(registry, creds, &images, &images.manifest, "base:1");
+    (images, digest)
+}
+
+/// Push the manifest or index `digest` of `images` to `registry` as `name`.
+pub fn push_as(
+    registry: &Registry,
+    creds: Option<(&str, &str, &str)>,
+    images: &LocalImages,
+    digest: &Digest,
+    name: &str,
+) -> Digest {
+    let target: Reference = format!("{}/{name}", registry.host)
+        .parse()
+        .expect("reference");
+    client(creds)
+        .push(images.store(), digest, &target, &PushOptions::default())
+        .unwrap_or_else(|e| panic!("seed {target}: {e}\n{}", registry.log()))
+        .digest
 }
 
 /// A local image source: the busybox test image, plus a two-platform index over it.

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-use rbuild::registry::{Credentials, DockerConfig, PushOptions, Reference};
+use rbuild::registry::{Credentials, DockerConfig};
 
 use crate::support::{built_digest, text, workspace, Env};
 
@@ -11,9 +11,7 @@ use crate::support::{built_digest, text, workspace, Env};
 #[path = "../../../builder/tests/it/registry_support.rs"]
 mod registry_support;
 
-use registry_support::{
-    client, skopeo_copy_digest, AuthMode, LocalImages, Registry, PASSWORD, USER,
-};
+use registry_support::{seed, skopeo_copy_digest, AuthMode, Registry, PASSWORD, USER};
 
 /// Run rbuild with this env's store and a private Docker config dir.
 fn rbuild(env: &Env, args: &[&str], stdin: Option<&str>) -> Output {
@@ -49,22 +47,6 @@ fn ok(env: &Env, args: &[&str], stdin: Option<&str>) -> (String, String) {
         text(&out.stderr)
     );
     (text(&out.stdout), text(&out.stderr))
-}
-
-fn seed(registry: &Registry, creds: Option<(&str, &str, &str)>) -> LocalImages {
-    let images = LocalImages::new();
-    let target: Reference = format!("{}/base:1", registry.host)
-        .parse()
-        .expect("reference");
-    client(creds)
-        .push(
-            images.store(),
-            &images.manifest,
-            &target,
-            &PushOptions::default(),
-        )
-        .expect("seed the registry");
-    images
 }
 
 fn remote_digest(env: &Env, reference: &str, name: &str) -> String {

@@ -260,33 +260,11 @@ pub fn parse_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::manifest::{FieldValue, KeyField, KeyManifest};
-    use crate::cache::{HistoryRecord, LayerRecord};
     use crate::graph::ConfigOp;
-    use rbuild_layers::digest::DiffId;
 
     fn record(v: &str, blob: Option<&[u8]>) -> CacheRecord {
-        CacheRecord {
-            layer: blob.map(|b| LayerRecord {
-                digest: Digest::of(b),
-                diff_id: DiffId(Digest::of(b"diff")),
-                size: b.len() as u64,
-                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-            }),
-            config: blob.is_none().then(|| ConfigOp::User("app".into())),
-            history: HistoryRecord {
-                created_by: format!("RUN {v}"),
-                comment: None,
-                empty_layer: blob.is_none(),
-            },
-            manifest: KeyManifest {
-                fields: vec![KeyField {
-                    label: "x".into(),
-                    value: FieldValue::text(v),
-                }],
-                ..KeyManifest::new()
-            },
-        }
+        let config = blob.is_none().then(|| ConfigOp::User("app".into()));
+        crate::cache::index::test_records::record(v, blob, config)
     }
 
     fn table(records: &[CacheRecord]) -> BTreeMap<CacheKey, CacheRecord> {

@@ -8,7 +8,8 @@ use rbuild_layers::store::BlobStore;
 
 use super::{Artifact, Backend, BlobRef, RemoteCacheError};
 use crate::registry::{
-    repo_of, BlobDescriptor, Progress, PushOptions, Reference, RegistryClient, RegistryError,
+    mount_sources, push_log_line, repo_of, BlobDescriptor, Progress, PushOptions, Reference,
+    RegistryClient, RegistryError,
 };
 
 /// A cache in a registry repository.
@@ -22,15 +23,7 @@ impl RegistryBackend {
     /// The cache at `reference`; `bases` are image references whose repositories on the same
     /// registry layers may be mounted from.
     pub(super) fn new(client: RegistryClient, reference: Reference, bases: &[String]) -> Self {
-        let mut mount_from: Vec<String> = bases
-            .iter()
-            .filter_map(|b| b.parse::<Reference>().ok())
-            .filter(|b| b.registry_host() == reference.registry_host())
-            .map(|b| b.repository().to_string())
-            .filter(|r| r != reference.repository())
-            .collect();
-        mount_from.sort();
-        mount_from.dedup();
+        let mount_from = mount_sources(&reference, bases);
         RegistryBackend {
             client,
             reference,
@@ -86,23 +79,10 @@ impl Backend for RegistryBackend {
                 "layer"
             }
         };
-        let progress = |p: &Progress| match p {
-            Progress::BlobDone { digest } => {
-                log(format!("writing {} {digest}: done", what(digest)))
+        let progress = |p: &Progress| {
+            if let Some(line) = push_log_line(p, |d| format!("writing {} {d}", what(d))) {
+                log(line)
             }
-            Progress::BlobSkipped { digest } => {
-                log(format!("writing {} {digest}: already exists", what(digest)))
-            }
-            Progress::BlobMounted { digest, from } => log(format!(
-                "writing {} {digest}: mounted from {from}",
-                what(digest)
-            )),
-            Progress::Retry {
-                what,
-                attempt,
-                error,
-            } => log(format!("retry {what} (attempt {attempt}): {error}")),
-            _ => {}
         };
         let options = PushOptions {
             mount_from: &self.mount_from,

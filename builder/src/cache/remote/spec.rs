@@ -150,6 +150,22 @@ fn fields(value: &str) -> Result<Vec<(String, String)>> {
             ("ref".to_string(), value.to_string()),
         ]);
     }
+    split_fields(value)
+        .map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, v.trim().to_string()))
+                .collect()
+        })
+        .map_err(|field| CacheSpecError::NotKeyValue {
+            field: field.to_string(),
+        })
+}
+
+/// Split the comma-separated `key=value` fields of a flag value, as buildx's CSV reader does
+/// for unquoted fields (`--cache-to`, `--output`, `--secret`): empty fields are skipped, keys
+/// trimmed and lowercased, values kept as written. The error is the first field without `=`.
+pub fn split_fields(value: &str) -> std::result::Result<Vec<(String, String)>, &str> {
     let mut out = Vec::new();
     for field in value.split(',') {
         let field = field.trim();
@@ -157,12 +173,8 @@ fn fields(value: &str) -> Result<Vec<(String, String)>> {
             continue;
         }
         match field.split_once('=') {
-            Some((k, v)) => out.push((k.trim().to_ascii_lowercase(), v.trim().to_string())),
-            None => {
-                return Err(CacheSpecError::NotKeyValue {
-                    field: field.to_string(),
-                })
-            }
+            Some((k, v)) => out.push((k.trim().to_ascii_lowercase(), v.to_string())),
+            None => return Err(field),
         }
     }
     Ok(out)
@@ -478,6 +490,24 @@ mod tests {
         for (text, want) in import_cases {
             let err = text.parse::<CacheImport>().expect_err(text).to_string();
             assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn fields_split_as_buildx_csv() {
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        type Split = std::result::Result<Vec<(String, String)>, &'static str>;
+        let cases: &[(&str, Split)] = &[
+            (
+                "Type=local, dest=/a b ,",
+                Ok(vec![pair("type", "local"), pair("dest", "/a b")]),
+            ),
+            ("a= x,,b=y=z", Ok(vec![pair("a", " x"), pair("b", "y=z")])),
+            ("a=1, nokey ,b=2", Err("nokey")),
+            ("", Ok(vec![])),
+        ];
+        for (value, want) in cases {
+            assert_eq!(&split_fields(value), want, "{value}");
         }
     }
 
