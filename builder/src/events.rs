@@ -6,7 +6,7 @@
 //! and are for display only: they never reach a cache key or an image.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::graph::StepId;
 
@@ -116,9 +116,114 @@ impl EventSink for CollectSink {
     }
 }
 
+/// A progress vertex that is not a graph step (a pull, a push, a cache import or export),
+/// reported with the step events so every front-end shows it like a step.
+pub struct Vertex<'a> {
+    id: StepId,
+    events: &'a dyn EventSink,
+    started: Instant,
+}
+
+impl<'a> Vertex<'a> {
+    /// Start the vertex `id` (from a range no graph step uses) named `name`.
+    pub fn start(id: StepId, name: String, events: &'a dyn EventSink) -> Self {
+        events.emit(Event::StepStarted { id, name });
+        Vertex {
+            id,
+            events,
+            started: Instant::now(),
+        }
+    }
+
+    /// A progress line under the vertex.
+    pub fn log(&self, line: String) {
+        self.events.emit(Event::Log {
+            id: self.id,
+            stream: LogStream::Builder,
+            line,
+        });
+    }
+
+    /// The vertex finished.
+    pub fn done(self) {
+        self.events.emit(Event::StepDone {
+            id: self.id,
+            duration: self.started.elapsed(),
+        });
+    }
+
+    /// The vertex failed with `error`.
+    pub fn failed(self, error: String) {
+        self.events.emit(Event::StepFailed { id: self.id, error });
+    }
+}
+
+/// A byte count as Docker and BuildKit print sizes: decimal units, up to four significant
+/// digits (`999B`, `1.234kB`, `4.5MB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + UNITS[unit]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_like_docker() {
+        let cases = [
+            (0, "0B"),
+            (999, "999B"),
+            (1000, "1kB"),
+            (1234, "1.234kB"),
+            (4_500_000, "4.5MB"),
+            (7_000_000_000, "7GB"),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(human_size(bytes), want, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn vertices_report_like_steps() {
+        let sink = CollectSink::new();
+        let v = Vertex::start(StepId(7), "pull".into(), &sink);
+        v.log("a".into());
+        v.failed("boom".into());
+        let events = sink.events();
+        assert_eq!(
+            events,
+            vec![
+                Event::StepStarted {
+                    id: StepId(7),
+                    name: "pull".into()
+                },
+                Event::Log {
+                    id: StepId(7),
+                    stream: LogStream::Builder,
+                    line: "a".into()
+                },
+                Event::StepFailed {
+                    id: StepId(7),
+                    error: "boom".into()
+                },
+            ]
+        );
+    }
 
     #[test]
     fn sinks_receive_events() {

@@ -8,12 +8,11 @@
 //! `[internal] pushing REF` whose log lines report every blob.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use rbuild_layers::digest::Digest;
 
 use crate::error::BuildError;
-use crate::events::{Event, EventSink, LogStream};
+use crate::events::{EventSink, Vertex};
 use crate::graph::StepId;
 use crate::registry::{
     mount_sources, push_log_line, Progress, PushOptions, PushedImage, Reference,
@@ -50,19 +49,12 @@ pub fn push_image(
             reason: format!("{e}"),
         })?;
         let mount_from = mount_sources(&reference, bases);
-        let id = StepId(next_id.fetch_sub(1, Ordering::SeqCst));
-        let started = Instant::now();
-        events.emit(Event::StepStarted {
-            id,
-            name: format!("[internal] pushing {reference}"),
-        });
-        let log = |line: String| {
-            events.emit(Event::Log {
-                id,
-                stream: LogStream::Builder,
-                line,
-            })
-        };
+        let vertex = Vertex::start(
+            StepId(next_id.fetch_sub(1, Ordering::SeqCst)),
+            format!("[internal] pushing {reference}"),
+            events,
+        );
+        let log = |line: String| vertex.log(line);
         let progress = |p: &Progress| match p {
             Progress::ManifestPushed { reference, digest } => {
                 log(format!("manifest {reference}: {digest}"))
@@ -80,17 +72,11 @@ pub fn push_image(
         };
         match client.push(store.blobs(), digest, &reference, &opts) {
             Ok(p) => {
-                events.emit(Event::StepDone {
-                    id,
-                    duration: started.elapsed(),
-                });
+                vertex.done();
                 pushed.push(p);
             }
             Err(e) => {
-                events.emit(Event::StepFailed {
-                    id,
-                    error: e.to_string(),
-                });
+                vertex.failed(e.to_string());
                 return Err(BuildError::Source {
                     reference: target.clone(),
                     reason: format!("push: {e}"),

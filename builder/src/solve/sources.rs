@@ -31,7 +31,6 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use rbuild_dockerfile::lower::Platform;
 use rbuild_layers::compress::Compression;
@@ -43,7 +42,7 @@ use rbuild_layers::store::BlobStore;
 
 use crate::cache::LayerRecord;
 use crate::error::BuildError;
-use crate::events::{Event, EventSink, LogStream};
+use crate::events::{human_size, EventSink, Vertex};
 use crate::graph::StepId;
 use crate::registry::{
     acceptable_platforms, CredentialsSource, Progress, PullOptions, Reference, RegistryClient,
@@ -393,21 +392,24 @@ impl ImageSource for RegistrySource<'_> {
         let Ok(parsed) = reference.parse::<Reference>() else {
             return Ok(None);
         };
-        let id = StepId(self.next_id.fetch_sub(1, Ordering::SeqCst));
-        let started = Instant::now();
-        self.events.emit(Event::StepStarted {
-            id,
-            name: format!("[internal] load metadata for {parsed}"),
-        });
-        let log = |line: String| {
-            self.events.emit(Event::Log {
-                id,
-                stream: LogStream::Builder,
-                line,
-            })
-        };
+        let vertex = Vertex::start(
+            StepId(self.next_id.fetch_sub(1, Ordering::SeqCst)),
+            format!("[internal] load metadata for {parsed}"),
+            self.events,
+        );
+        let log = |line: String| vertex.log(line);
         let progress = |p: &Progress| match p {
             Progress::Resolved { digest, .. } => log(format!("resolve {parsed}: {digest}")),
+            // Large blobs report every MiB; the last report is the done line.
+            Progress::BlobBytes {
+                digest,
+                done,
+                total,
+            } if done < total => log(format!(
+                "pull {digest}: {} / {}",
+                human_size(*done),
+                human_size(*total)
+            )),
             Progress::BlobDone { digest } => log(format!("pull {digest}: done")),
             Progress::BlobSkipped { digest } => log(format!("pull {digest}: already in store")),
             _ => {
@@ -419,12 +421,6 @@ impl ImageSource for RegistrySource<'_> {
         let opts = PullOptions {
             platform: Some(platform),
             progress: Some(&progress),
-        };
-        let done = || {
-            self.events.emit(Event::StepDone {
-                id,
-                duration: started.elapsed(),
-            })
         };
         let pulled = match self.client.pull(&parsed, store.blobs(), &opts) {
             Ok(p) => p,
@@ -445,17 +441,14 @@ impl ImageSource for RegistrySource<'_> {
                          not {}",
                         spec_platform(platform)
                     ));
-                    done();
+                    vertex.done();
                     return Ok(Some(image));
                 }
                 if self.pull && not_found {
-                    done();
+                    vertex.done();
                     return Ok(None);
                 }
-                self.events.emit(Event::StepFailed {
-                    id,
-                    error: e.to_string(),
-                });
+                vertex.failed(e.to_string());
                 // Without `--pull` the store was asked first: say so, as the user may have
                 // meant a local image.
                 let reason = if self.pull {
@@ -474,7 +467,7 @@ impl ImageSource for RegistrySource<'_> {
             // as with `docker pull --platform`, the name follows the platform pulled last.
             store.put_name(parsed.image_name(), &stored)?;
         }
-        done();
+        vertex.done();
         ResolvedImage::from_stored(reference, &stored).map(Some)
     }
 }
@@ -667,6 +660,7 @@ pub fn load(store: &Store, reference: &str) -> Result<StoredImage, BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Event;
 
     #[test]
     fn layout_refs_split() {

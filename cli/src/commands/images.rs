@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+pub use rbuild::events::human_size;
 use rbuild::store::{ImageSummary, Store};
 use serde_json::json;
 
@@ -66,26 +67,6 @@ pub fn short_digest(digest: &str) -> String {
     hex.chars().take(12).collect()
 }
 
-/// Sizes as Docker prints them (decimal units: `1.2MB`).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + UNITS[unit]
-    }
-}
-
 /// Left-aligned columns separated by three spaces; trailing spaces trimmed.
 pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
@@ -112,21 +93,6 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_like_docker() {
-        let cases = [
-            (0, "0B"),
-            (999, "999B"),
-            (1000, "1kB"),
-            (1234, "1.234kB"),
-            (4_500_000, "4.5MB"),
-            (7_000_000_000, "7GB"),
-        ];
-        for (bytes, want) in cases {
-            assert_eq!(human_size(bytes), want, "{bytes}");
-        }
-    }
 
     #[test]
     fn tables_align() {

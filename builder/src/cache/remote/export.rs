@@ -18,9 +18,10 @@ use rbuild_layers::store::BlobStore;
 use super::format::{self, Artifact};
 use super::local::LocalBackend;
 use super::registry::RegistryBackend;
-use super::{Backend, CacheExport, CacheLocation, CacheMode, RemoteCacheError, Vertex};
+use super::{Backend, CacheExport, CacheLocation, CacheMode, RemoteCacheError};
 use crate::cache::{CacheIndex, CacheKey, CacheRecord, Lookup};
 use crate::events::EventSink;
+use crate::events::Vertex;
 use crate::solve::sources::RegistrySettings;
 
 /// A cache written by an export.
@@ -105,7 +106,7 @@ pub fn export(
         };
         let location = backend.location();
         let vertex = Vertex::start(
-            FIRST_EXPORT_ID - i as u32,
+            crate::graph::StepId(FIRST_EXPORT_ID - i as u32),
             format!("exporting cache to {location}"),
             events,
         );

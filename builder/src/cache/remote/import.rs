@@ -17,9 +17,10 @@ use rbuild_layers::store::BlobStore;
 use super::format::{parse_config, parse_manifest};
 use super::local::LocalBackend;
 use super::registry::RegistryBackend;
-use super::{Backend, BlobRef, CacheImport, CacheLocation, RemoteCacheError, Vertex};
+use super::{Backend, BlobRef, CacheImport, CacheLocation, RemoteCacheError};
 use crate::cache::{CacheKey, CacheRecord};
 use crate::events::EventSink;
+use crate::events::Vertex;
 use crate::solve::sources::RegistrySettings;
 
 /// The records of every imported cache, by key.
@@ -164,7 +165,7 @@ pub fn import(
         let backend = backend_for(&imp.location, settings, &[]);
         let location = backend.location();
         let vertex = Vertex::start(
-            FIRST_IMPORT_ID - i as u32,
+            crate::graph::StepId(FIRST_IMPORT_ID - i as u32),
             format!("importing cache manifest from {location}"),
             events,
         );
