@@ -16,9 +16,8 @@ use rbuild_layers::digest::Digest;
 use rbuild_layers::store::BlobStore;
 
 use super::format::{self, Artifact};
-use super::local::LocalBackend;
-use super::registry::RegistryBackend;
-use super::{Backend, CacheExport, CacheLocation, CacheMode, RemoteCacheError};
+use super::import::backend_for;
+use super::{CacheExport, CacheMode, RemoteCacheError};
 use crate::cache::{CacheIndex, CacheKey, CacheRecord, Lookup};
 use crate::events::EventSink;
 use crate::events::Vertex;
@@ -96,14 +95,7 @@ pub fn export(
 ) -> Result<ExportReport, ExportError> {
     let mut report = ExportReport::default();
     for (i, exp) in exports.iter().enumerate() {
-        let backend: Box<dyn Backend> = match &exp.location {
-            CacheLocation::Registry { reference } => Box::new(RegistryBackend::new(
-                settings.client(),
-                reference.clone(),
-                bases,
-            )),
-            CacheLocation::Local { dir, tag, .. } => Box::new(LocalBackend::new(dir, tag, None)),
-        };
+        let backend = backend_for(&exp.location, settings, bases);
         let location = backend.location();
         let vertex = Vertex::start(
             crate::graph::StepId(FIRST_EXPORT_ID - i as u32),

@@ -131,8 +131,8 @@ impl ImportedCache {
     }
 }
 
-/// The backend of a cache location.
-fn backend_for(
+/// The backend of a cache location (a `digest` pin only matters when reading).
+pub(super) fn backend_for(
     location: &CacheLocation,
     settings: &RegistrySettings,
     bases: &[String],
