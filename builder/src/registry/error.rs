@@ -235,7 +235,7 @@ pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
 impl RegistryError {
     /// True for failures worth retrying: 5xx and 429 answers, connection errors, bodies cut
-    /// short (the size check of a fetched blob fails), as Docker's and containerd's retry loops do.
+    /// short (a body error, or a blob whose size check fails), as Docker's and containerd's retry loops do.
     pub fn is_transient(&self) -> bool {
         match self {
             RegistryError::Http { status, .. } => *status >= 500 || *status == 429,

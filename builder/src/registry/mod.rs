@@ -7,8 +7,9 @@
 //!   hosts, timeouts, [`RetryPolicy`].
 //! - [`RegistryClient::resolve`] (tag → digest, for `FROM` cache keys and `--pull`) and
 //!   [`RegistryClient::pull`] (manifest, index → platform, config and layers into a
-//!   [`BlobStore`](rbuild_layers::store::BlobStore), verified, concurrent, retried; a
-//!   digest-pinned reference whose blobs are all present never touches the network).
+//!   [`BlobStore`](rbuild_layers::store::BlobStore), verified, concurrent, retried, a cut blob
+//!   resumed with `Range`; a digest-pinned reference whose blobs are all present never touches
+//!   the network).
 //! - [`RegistryClient::push`]: blobs the registry has are skipped, cross-repository mounts
 //!   tried, chunked upload with monolithic fallback, manifests last, bytes unchanged.
 //!
@@ -22,8 +23,12 @@
 //! Known deviations from Docker/containerd: insecure hosts get plain HTTP directly (no HTTPS
 //! attempt first); token `expires_in` is not tracked (a 401 fetches a new token); schema1
 //! manifests and nested indexes are refused, foreign layers are fetched from the registry,
-//! never from their `urls`; an interrupted blob is
-//! downloaded again from byte zero (no `Range` resume).
+//! never from their `urls`. An interrupted blob is resumed as containerd and Docker resume it:
+//! the bytes that arrived stay in the blob's temp file (with its running sha256) and the retry
+//! asks for `Range: bytes=N-`, accepting a `206` whose `Content-Range` starts at N; a registry
+//! that answers `200` (no range support) or `416` gets the blob again from byte zero. The
+//! finished blob is verified (digest and size) like any other, and when the last attempt fails
+//! its temp file is removed.
 //!
 //! Pulling an image into a store, then pushing it elsewhere:
 //!
@@ -91,7 +96,8 @@ pub enum Progress {
     BlobBytes {
         /// The blob.
         digest: rbuild_layers::digest::Digest,
-        /// Bytes done so far in this attempt.
+        /// Bytes of the blob held so far: a resumed download continues from the byte it resumed
+        /// at (and says so once, before its first new byte); one started over counts from 0.
         done: u64,
         /// The blob size.
         total: u64,
@@ -115,7 +121,8 @@ pub enum Progress {
     },
     /// A transient failure; the operation will be retried.
     Retry {
-        /// What is retried (`blob sha256:…`, `manifest …`).
+        /// What is retried (`blob sha256:…`, `blob sha256:… (resuming at byte N)`,
+        /// `manifest …`).
         what: String,
         /// The attempt that failed (1-based).
         attempt: u32,

@@ -1,12 +1,17 @@
 //! Pulling: resolve a reference to a manifest (OCI or Docker schema2, image or index), pick the
 //! platform from an index as containerd's platform matcher does (os + architecture, variant when
 //! asked for), and fetch the config and layers into the blob store. Each blob is written through
-//! a [`BlobWriter`](rbuild_layers::store::BlobWriter) and published only by `complete_verified`
-//! (digest and size), so a failed or cut download leaves nothing under a digest name; a retry
-//! starts the blob again from byte zero. Manifests (and the index) are stored too, so a
-//! digest-pinned reference whose blobs are all present resolves without any request, as
-//! BuildKit does for `FROM name@sha256:…`.
+//! a [`BlobWriter`] and published only by `complete_verified` (digest and size), so a failed or
+//! cut download leaves nothing under a digest name. A cut blob is resumed as containerd and
+//! Docker resume it: the writer (temp file and running sha256) is kept across attempts and the
+//! retry asks for `Range: bytes=N-`; a `206` whose `Content-Range` starts at N continues the
+//! blob, a `200` (range ignored) restarts it from byte zero with that body, and a `416` (or a
+//! `206` for another range) drops the held bytes and asks again without `Range`. Progress
+//! continues from N. When the last attempt fails, the temp file is removed. Manifests (and the
+//! index) are stored too, so a digest-pinned reference whose blobs are all present resolves
+//! without any request, as BuildKit does for `FROM name@sha256:…`.
 
+use std::cell::Cell;
 use std::io::{Read, Write};
 
 use rbuild_dockerfile::lower::Platform;
@@ -16,13 +21,13 @@ use rbuild_layers::image::{
     DOCKER_MEDIA_TYPE_MANIFEST_LIST, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST,
 };
 use rbuild_layers::oci_layout::PlatformSpec;
-use rbuild_layers::store::{BlobStore, StoreError};
+use rbuild_layers::store::{BlobStore, BlobWriter, StoreError};
 
 use super::auth::repository_scope;
 use super::client::{expect_status, header, Call, RegistryClient, Repo, Response};
 use super::error::{RegistryError, RegistryErrors, Result};
 use super::reference::Reference;
-use super::retry::retry;
+use super::retry::{retry, retry_with};
 use super::{report, Progress, ProgressFn};
 
 /// Largest manifest we accept (containerd's limit).
@@ -576,7 +581,8 @@ impl RegistryClient {
         })
     }
 
-    /// Download one blob into the store, verified, retried from scratch on transient failures.
+    /// Download one blob into the store, verified; a transient failure is retried, resuming
+    /// after the bytes that already arrived (see the module docs).
     pub(crate) fn fetch_blob(
         &self,
         repo: Repo<'_>,
@@ -591,11 +597,22 @@ impl RegistryClient {
                 size: blob.size,
             },
         );
-        retry(
+        // The bytes of a cut attempt, kept (temp file and running hash) for the next one; when
+        // the last attempt fails this is dropped, which removes its temp file.
+        let mut partial: Option<BlobWriter> = None;
+        let resume_at = Cell::new(0u64);
+        retry_with(
             &self.options().retry,
-            &format!("blob {}", blob.digest),
+            || match resume_at.get() {
+                0 => format!("blob {}", blob.digest),
+                n => format!("blob {} (resuming at byte {n})", blob.digest),
+            },
             progress,
-            || self.fetch_blob_once(repo, blob, store, progress),
+            || {
+                let result = self.fetch_blob_once(repo, blob, store, progress, &mut partial);
+                resume_at.set(partial.as_ref().map_or(0, BlobWriter::len));
+                result
+            },
         )?;
         report(
             progress,
@@ -606,27 +623,98 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// One attempt: continue `partial` (or start a blob), then publish it verified. On an error
+    /// that leaves the held bytes trustworthy (a cut body, a failed request) they stay in
+    /// `partial` for the next attempt; otherwise `partial` is emptied.
     fn fetch_blob_once(
         &self,
         repo: Repo<'_>,
         blob: &BlobDescriptor,
         store: &BlobStore,
         progress: Option<ProgressFn<'_>>,
+        partial: &mut Option<BlobWriter>,
     ) -> Result<()> {
+        let mut writer = match partial.take() {
+            Some(writer) => writer,
+            None => store.writer()?,
+        };
+        if let Err(e) = self.download_into(repo, blob, store, &mut writer, progress) {
+            // A store error (a failed write, a body longer than the blob) says nothing good
+            // about the bytes held: drop them with their temp file.
+            if !matches!(e, RegistryError::Store(_)) {
+                *partial = Some(writer);
+            }
+            return Err(e);
+        }
+        writer
+            .complete_verified(&blob.digest, blob.size)
+            .map_err(|e| match e {
+                StoreError::DigestMismatch {
+                    expected, found, ..
+                } => RegistryError::DigestMismatch {
+                    registry: repo.host.to_string(),
+                    repository: repo.repository.to_string(),
+                    what: "blob",
+                    expected,
+                    found,
+                },
+                other => RegistryError::Store(other),
+            })?;
+        Ok(())
+    }
+
+    /// Fill `writer` up to `blob.size`: a GET from the byte it holds (`Range: bytes=N-` when
+    /// N > 0), or from zero into a fresh writer when the registry ignores or refuses the range.
+    fn download_into(
+        &self,
+        repo: Repo<'_>,
+        blob: &BlobDescriptor,
+        store: &BlobStore,
+        writer: &mut BlobWriter,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<()> {
+        if !writer.is_empty() && writer.len() == blob.size {
+            // Every byte arrived before the previous attempt failed.
+            return Ok(());
+        }
         let url = format!(
             "{}/v2/{}/blobs/{}",
             self.base_url(repo.host),
             repo.repository,
             blob.digest
         );
-        let call = Call::new(
-            "GET",
-            url.clone(),
-            repository_scope(repo.repository, &["pull"]),
-        );
-        let mut resp = self.send(repo, &call)?;
-        not_found(repo, &mut resp, "blob", &blob.digest.to_string())?;
-        expect_status(repo, "GET", &url, &mut resp, &[200])?;
+        let mut resp = loop {
+            let offset = writer.len();
+            let mut call = Call::new(
+                "GET",
+                url.clone(),
+                repository_scope(repo.repository, &["pull"]),
+            );
+            if offset > 0 {
+                call = call.header("Range", format!("bytes={offset}-"));
+            }
+            let mut resp = self.send(repo, &call)?;
+            if offset > 0 {
+                let status = resp.status().as_u16();
+                match ranged_answer(status, header(&resp, "content-range"), offset, blob.size) {
+                    RangeAnswer::Rest => break resp,
+                    RangeAnswer::Whole => {
+                        *writer = store.writer()?;
+                        break resp;
+                    }
+                    RangeAnswer::Refused => {
+                        *writer = store.writer()?;
+                        continue;
+                    }
+                    // Any other status: the checks below turn it into the usual error and the
+                    // held bytes wait for the next attempt.
+                    RangeAnswer::Other => {}
+                }
+            }
+            not_found(repo, &mut resp, "blob", &blob.digest.to_string())?;
+            expect_status(repo, "GET", &url, &mut resp, &[200])?;
+            break resp;
+        };
         let body_error = |source: std::io::Error| RegistryError::Body {
             registry: repo.host.to_string(),
             repository: repo.repository.to_string(),
@@ -634,12 +722,24 @@ impl RegistryClient {
             digest: blob.digest.to_string(),
             source,
         };
-        // The writer's temp file is removed when it is dropped on any error path below.
-        let mut writer = store.writer()?;
         let mut reader = resp.body_mut().as_reader();
         let mut buf = vec![0u8; 256 << 10];
-        let mut done: u64 = 0;
-        let mut reported: u64 = 0;
+        let report_bytes = |done: u64| {
+            report(
+                progress,
+                Progress::BlobBytes {
+                    digest: blob.digest.clone(),
+                    done,
+                    total: blob.size,
+                },
+            )
+        };
+        let mut done = writer.len();
+        let mut reported = done;
+        if done > 0 {
+            // Resumed: say where the blob stands now, before the first new byte.
+            report_bytes(done);
+        }
         loop {
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
@@ -664,31 +764,86 @@ impl RegistryClient {
             })?;
             if done - reported >= 1 << 20 || done == blob.size {
                 reported = done;
-                report(
-                    progress,
-                    Progress::BlobBytes {
-                        digest: blob.digest.clone(),
-                        done,
-                        total: blob.size,
-                    },
-                );
+                report_bytes(done);
             }
         }
-        writer
-            .complete_verified(&blob.digest, blob.size)
-            .map_err(|e| match e {
-                StoreError::DigestMismatch {
-                    expected, found, ..
-                } => RegistryError::DigestMismatch {
-                    registry: repo.host.to_string(),
-                    repository: repo.repository.to_string(),
-                    what: "blob",
-                    expected,
-                    found,
-                },
-                other => RegistryError::Store(other),
-            })?;
+        if done < blob.size {
+            // A body that ends early (no error from the transport) is a cut like any other.
+            return Err(body_error(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("body ended after {done} of {} bytes", blob.size),
+            )));
+        }
         Ok(())
+    }
+}
+
+/// How the registry answered a GET that asked for the rest of a blob from byte `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeAnswer {
+    /// `206 Partial Content` from `offset`: the body continues the bytes held.
+    Rest,
+    /// `200 OK`: the registry ignored `Range`, the body is the whole blob (start over with it).
+    Whole,
+    /// `416 Range Not Satisfiable`, or a `206` for another range: drop the bytes held and ask
+    /// again without `Range`.
+    Refused,
+    /// Anything else: an error status, handled as without `Range`.
+    Other,
+}
+
+/// Classify the answer to `Range: bytes=offset-` for a blob of `size` bytes, as containerd and
+/// Docker accept it: a `206` counts only when its `Content-Range` starts at `offset` (and, when
+/// it states a total, that total is the blob size).
+fn ranged_answer(status: u16, content_range: Option<&str>, offset: u64, size: u64) -> RangeAnswer {
+    match status {
+        200 => RangeAnswer::Whole,
+        206 => match content_range.and_then(ContentRange::parse) {
+            Some(r) if r.start == offset && r.total.is_none_or(|t| t == size) => RangeAnswer::Rest,
+            _ => RangeAnswer::Refused,
+        },
+        416 => RangeAnswer::Refused,
+        _ => RangeAnswer::Other,
+    }
+}
+
+/// A satisfied `Content-Range` (RFC 9110 §14.4): `bytes START-END/TOTAL`, TOTAL possibly `*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ContentRange {
+    /// First byte sent.
+    start: u64,
+    /// Last byte sent (inclusive).
+    end: u64,
+    /// The full length, when the server states it.
+    total: Option<u64>,
+}
+
+impl ContentRange {
+    /// Parse a header value; `None` for anything else (other units, the unsatisfied form
+    /// `bytes */N`, `end < start`, `end >= total`).
+    fn parse(value: &str) -> Option<ContentRange> {
+        let value = value.trim();
+        let (unit, rest) = value.split_once(' ')?;
+        if !unit.eq_ignore_ascii_case("bytes") {
+            return None;
+        }
+        let (range, total) = rest.trim_start().split_once('/')?;
+        let (start, end) = range.split_once('-')?;
+        let number = |s: &str| -> Option<u64> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse().ok()
+        };
+        let (start, end) = (number(start)?, number(end)?);
+        let total = match total {
+            "*" => None,
+            t => Some(number(t)?),
+        };
+        if end < start || total.is_some_and(|t| end >= t) {
+            return None;
+        }
+        Some(ContentRange { start, end, total })
     }
 }
 
@@ -812,6 +967,57 @@ mod tests {
                 (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{text}: {e}"),
                 (got, want) => panic!("{text}: got {got:?}, want {want:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn parses_content_range() {
+        let r = |start, end, total| Some(ContentRange { start, end, total });
+        let cases = [
+            ("bytes 100-199/200", r(100, 199, Some(200))),
+            ("bytes 0-0/1", r(0, 0, Some(1))),
+            ("bytes 5-9/*", r(5, 9, None)),
+            ("  Bytes  7-8/9 ", r(7, 8, Some(9))),
+            ("bytes */200", None),
+            ("bytes 100-199/150", None),
+            ("bytes 10-5/200", None),
+            ("bytes 100-/200", None),
+            ("bytes -100/200", None),
+            ("bytes +1-2/3", None),
+            ("bytes 1-2/x", None),
+            ("items 0-1/2", None),
+            ("bytes0-1/2", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ContentRange::parse(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn classifies_ranged_answers() {
+        use RangeAnswer::*;
+        // (status, Content-Range, offset, blob size, answer)
+        let cases = [
+            (206, Some("bytes 100-199/200"), 100, 200, Rest),
+            (206, Some("bytes 100-149/*"), 100, 200, Rest),
+            (206, Some("bytes 100-149/200"), 100, 200, Rest),
+            (206, Some("bytes 0-199/200"), 100, 200, Refused),
+            (206, Some("bytes 100-199/300"), 100, 200, Refused),
+            (206, Some("garbage"), 100, 200, Refused),
+            (206, None, 100, 200, Refused),
+            (200, None, 100, 200, Whole),
+            (200, Some("bytes 100-199/200"), 100, 200, Whole),
+            (416, Some("bytes */200"), 100, 200, Refused),
+            (404, None, 100, 200, Other),
+            (503, None, 100, 200, Other),
+        ];
+        for (status, range, offset, size, want) in cases {
+            assert_eq!(
+                ranged_answer(status, range, offset, size),
+                want,
+                "{status} {range:?} at {offset} of {size}"
+            );
         }
     }
 

@@ -1,6 +1,8 @@
 //! Retry with exponential backoff for transient registry failures (5xx, 429, connection resets,
-//! bodies cut short), as Docker's pull and push loops retry a layer from scratch. A blob
-//! download restarts from byte zero into a fresh temp file; nothing half-fetched is ever kept.
+//! bodies cut short), as Docker's pull and push loops do. The operation itself decides what an
+//! attempt keeps: a blob download keeps the bytes that arrived and asks for the rest with
+//! `Range` (see `pull.rs`), so the description of a retry ([`retry_with`]) can change from one
+//! attempt to the next (`… (resuming at byte N)`).
 
 use std::time::Duration;
 
@@ -45,6 +47,17 @@ pub(crate) fn retry<T>(
     policy: &RetryPolicy,
     what: &str,
     progress: Option<ProgressFn<'_>>,
+    op: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    retry_with(policy, || what.to_string(), progress, op)
+}
+
+/// [`retry`], with the retried operation described anew after each failed attempt (`what` is
+/// called when a [`Progress::Retry`] is reported).
+pub(crate) fn retry_with<T>(
+    policy: &RetryPolicy,
+    what: impl Fn() -> String,
+    progress: Option<ProgressFn<'_>>,
     mut op: impl FnMut() -> Result<T>,
 ) -> Result<T> {
     let attempts = policy.attempts.max(1);
@@ -56,7 +69,7 @@ pub(crate) fn retry<T>(
                 report(
                     progress,
                     Progress::Retry {
-                        what: what.to_string(),
+                        what: what(),
                         attempt: attempt + 1,
                         error: e.to_string(),
                     },
@@ -84,5 +97,55 @@ mod tests {
         for (attempt, ms) in cases {
             assert_eq!(p.backoff(attempt), Duration::from_millis(ms), "{attempt}");
         }
+    }
+
+    #[test]
+    fn each_retry_is_described_after_its_attempt() {
+        use std::cell::Cell;
+        use std::sync::Mutex;
+
+        let policy = RetryPolicy {
+            attempts: 5,
+            initial_backoff: Duration::ZERO,
+            max_backoff: Duration::ZERO,
+        };
+        let cut = || super::super::RegistryError::Body {
+            registry: "h".into(),
+            repository: "r".into(),
+            what: "blob",
+            digest: "d".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        };
+        let held = Cell::new(0u64);
+        let events = Mutex::new(Vec::new());
+        let sink = |p: &Progress| {
+            if let Some(line) = p.retry_line() {
+                events.lock().expect("events").push(line);
+            }
+        };
+        let got = retry_with(
+            &policy,
+            || format!("blob d at {}", held.get()),
+            Some(&sink),
+            || {
+                held.set(held.get() + 10);
+                if held.get() < 30 {
+                    Err(cut())
+                } else {
+                    Ok(held.get())
+                }
+            },
+        );
+        assert_eq!(got.expect("third attempt succeeds"), 30);
+        let lines = events.into_inner().expect("events");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("retry blob d at 10 (attempt 1): "),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("retry blob d at 20 (attempt 2): "),
+            "{lines:?}"
+        );
     }
 }

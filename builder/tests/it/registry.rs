@@ -1,8 +1,10 @@
 //! The registry client against a real `docker-registry` on loopback: push then pull back,
 //! skopeo agrees on digests, platform selection from an index, skipped blobs, basic and token
-//! auth, clear errors for wrong credentials, retries of a connection cut mid-blob, and a clean
-//! failure (no half-written blob) when the registry always cuts.
+//! auth, clear errors for wrong credentials, retries of a connection cut mid-blob (resumed with
+//! `Range`; started over when the registry ignores or refuses the range), and a clean failure
+//! (no half-written blob) when the registry always cuts or a resumed body does not verify.
 
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use rbuild::registry::{
@@ -13,8 +15,8 @@ use rbuild_layers::oci_layout::PlatformSpec;
 use rbuild_layers::store::BlobStore;
 
 use crate::registry_support::{
-    assert_no_stray_blobs, client, skopeo, AuthMode, FlakyProxy, LocalImages, Registry, PASSWORD,
-    USER,
+    assert_no_stray_blobs, client, skopeo, AuthMode, FaultPlan, FlakyProxy, LocalImages, Registry,
+    PASSWORD, USER,
 };
 
 fn reference(host: &str, rest: &str) -> Reference {
@@ -458,4 +460,195 @@ fn a_503_on_a_blob_is_retried() {
     );
     assert!(err.to_string().contains("unavailable: try again"), "{err}");
     assert_no_stray_blobs(&store);
+}
+
+/// A pull of the busybox image (pushed as `name`) through a [`FlakyProxy`].
+struct FaultyPull {
+    registry: Registry,
+    images: LocalImages,
+    /// The size of the image's only layer.
+    layer_size: usize,
+    proxy: FlakyProxy,
+    _dir: tempfile::TempDir,
+    store: BlobStore,
+    result: Result<rbuild::registry::PulledImage, RegistryError>,
+    events: Vec<Progress>,
+}
+
+/// Push the busybox image to a fresh registry as `name`, then pull it into a fresh store
+/// through a proxy with the faults `plan` gives for the layer size, collecting progress.
+fn pull_through(name: &str, plan: impl FnOnce(usize) -> FaultPlan) -> FaultyPull {
+    let registry = Registry::start(AuthMode::Plain);
+    let images = LocalImages::new();
+    client(None)
+        .push(
+            images.store(),
+            &images.manifest,
+            &reference(&registry.host, name),
+            &PushOptions::default(),
+        )
+        .expect("push");
+    let size = images.store().size(&images.layers[0]).expect("layer size");
+    let layer_size = usize::try_from(size).expect("layer size fits usize");
+    let proxy = FlakyProxy::with_plan(registry.addr, plan(layer_size));
+    let (dir, store) = fresh_store();
+    let events = Mutex::new(Vec::new());
+    let sink = |p: &Progress| events.lock().expect("events").push(p.clone());
+    let result = client(None).pull(
+        &reference(&proxy.host, name),
+        &store,
+        &PullOptions {
+            progress: Some(&sink),
+            ..PullOptions::default()
+        },
+    );
+    FaultyPull {
+        registry,
+        images,
+        layer_size,
+        proxy,
+        _dir: dir,
+        store,
+        result,
+        events: events.into_inner().expect("events"),
+    }
+}
+
+impl FaultyPull {
+    /// The pull succeeded with the right manifest and every blob verified in the store.
+    fn assert_pulled(&self) {
+        match &self.result {
+            Ok(pulled) => assert_eq!(pulled.manifest_digest, self.images.manifest),
+            Err(e) => panic!("pull: {e}\n{}", self.registry.log()),
+        }
+        let layer = &self.images.layers[0];
+        let bytes = self.store.read(layer).expect("layer in the store");
+        assert_eq!(&rbuild_layers::digest::Digest::of(&bytes), layer);
+        assert_no_stray_blobs(&self.store);
+    }
+
+    /// The `done` values of the layer's `BlobBytes` events, in order.
+    fn layer_bytes_done(&self) -> Vec<u64> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Progress::BlobBytes { digest, done, .. } if digest == &self.images.layers[0] => {
+                    Some(*done)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The `what` of every `Retry` event.
+    fn retried(&self) -> Vec<String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Progress::Retry { what, .. } => Some(what.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The byte offset of a `Range: bytes=N-` header value.
+fn range_start(range: &str) -> u64 {
+    range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not an open range: {range}"))
+}
+
+#[test]
+fn a_blob_cut_mid_body_is_resumed_with_a_range_request() {
+    let pull = pull_through("resume:v1", |size| FaultPlan::cut(1, size * 3 / 4));
+    pull.assert_pulled();
+    let (layer, layer_size) = (&pull.images.layers[0], pull.layer_size);
+    assert_eq!(pull.proxy.faults.cut.load(Ordering::SeqCst), 1);
+
+    let ranges = pull.proxy.faults.ranges();
+    assert_eq!(ranges.len(), 1, "one ranged request: {ranges:?}");
+    let offset = range_start(&ranges[0]);
+    assert!(
+        offset > 0 && offset < layer_size as u64,
+        "resumed mid-blob at {offset} of {layer_size}"
+    );
+    // A restart would have served the cut 3/4 again: well over 1.75 times the layer.
+    let served = pull.proxy.faults.served.load(Ordering::SeqCst);
+    assert!(
+        served < layer_size + layer_size / 4,
+        "served {served} bytes for a {layer_size}-byte layer"
+    );
+
+    assert_eq!(
+        pull.retried(),
+        [format!("blob {layer} (resuming at byte {offset})")]
+    );
+    let done = pull.layer_bytes_done();
+    assert!(
+        done.contains(&offset),
+        "progress restates the resume point: {done:?}"
+    );
+    assert!(
+        done.windows(2).all(|w| w[0] <= w[1]),
+        "no jump back: {done:?}"
+    );
+    assert_eq!(done.last(), Some(&(layer_size as u64)));
+}
+
+#[test]
+fn a_registry_that_ignores_range_gets_the_blob_from_zero() {
+    let pull = pull_through("norange:v1", |size| FaultPlan {
+        strip_range: true,
+        ..FaultPlan::cut(1, size * 3 / 4)
+    });
+    pull.assert_pulled();
+    let layer_size = pull.layer_size;
+    // The resume was asked for, answered with the whole blob, and started over with it.
+    assert_eq!(pull.proxy.faults.ranges().len(), 1);
+    let served = pull.proxy.faults.served.load(Ordering::SeqCst);
+    assert!(
+        served > layer_size + layer_size / 2,
+        "the whole layer again after the cut 3/4: {served}"
+    );
+    assert_eq!(pull.layer_bytes_done().last(), Some(&(layer_size as u64)));
+}
+
+#[test]
+fn a_refused_range_starts_the_blob_over() {
+    let pull = pull_through("refused:v1", |size| FaultPlan {
+        refuse_range: true,
+        ..FaultPlan::cut(1, size / 2)
+    });
+    pull.assert_pulled();
+    assert_eq!(pull.proxy.faults.answered_416.load(Ordering::SeqCst), 1);
+    // The 416 is not a failed attempt: the same attempt asks again without `Range`.
+    assert_eq!(pull.retried().len(), 1, "{:?}", pull.events);
+}
+
+#[test]
+fn a_resume_corrupted_after_the_resume_point_fails_verification() {
+    let pull = pull_through("corrupt:v1", |size| FaultPlan {
+        corrupt_ranged: true,
+        ..FaultPlan::cut(1, size / 2)
+    });
+    let layer = &pull.images.layers[0];
+    assert_eq!(pull.proxy.faults.corrupted.load(Ordering::SeqCst), 1);
+    match &pull.result {
+        Err(RegistryError::DigestMismatch {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected, layer);
+            assert_ne!(found, layer);
+        }
+        Err(other) => panic!("expected a digest mismatch, got {other}"),
+        Ok(_) => panic!("a corrupted body must not verify"),
+    }
+    assert!(
+        !pull.store.has(layer),
+        "the corrupted layer must not be stored"
+    );
+    assert_no_stray_blobs(&pull.store);
 }

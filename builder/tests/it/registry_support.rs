@@ -3,7 +3,8 @@
 //! whose token endpoint this module serves itself (JWTs signed ES256 by a test key whose
 //! self-signed certificate is the registry's `rootcertbundle`, passed in the `x5c` header, as
 //! distribution's `registry/auth/token` verifies them). Plus a TCP proxy that cuts responses
-//! mid-body, to test retries. Everything is killed on drop.
+//! mid-body, answers 503, ignores or corrupts ranged requests, to test retries and resumed
+//! downloads. Everything is killed on drop.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -11,7 +12,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -354,8 +355,11 @@ fn sign_token(signer: &Signer, scopes: &[String]) -> String {
 }
 
 /// A TCP forwarder that injects faults: it cuts server→client traffic of a connection once it
-/// passed `after` bytes (`drops` times; `usize::MAX`: always), and answers the first `unavailable`
-/// blob GETs itself with `503 Service Unavailable`.
+/// passed `after` bytes (`drops` times; `usize::MAX`: always), answers the first `unavailable`
+/// blob GETs itself with `503 Service Unavailable`, and, when asked, removes the `Range` header
+/// of requests (a registry without range support), answers them with a 416 itself, or flips one
+/// body byte of every answer to a ranged request (a corrupted resume). It records the `Range` headers it saw and counts the
+/// bytes it served.
 pub struct FlakyProxy {
     /// `127.0.0.1:PORT`.
     pub host: String,
@@ -365,15 +369,64 @@ pub struct FlakyProxy {
     stop: Arc<AtomicBool>,
 }
 
+/// What a [`FlakyProxy`] does to the traffic.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultPlan {
+    /// How many connections to cut (`usize::MAX`: every one).
+    pub drops: usize,
+    /// Server→client bytes a connection passes before it is cut.
+    pub after: usize,
+    /// How many blob GETs to answer with a 503.
+    pub unavailable: usize,
+    /// Remove `Range` headers from requests.
+    pub strip_range: bool,
+    /// Flip the first body byte of answers to requests that carried `Range`.
+    pub corrupt_ranged: bool,
+    /// Answer requests that carry `Range` with `416 Range Not Satisfiable` (no registry asked).
+    pub refuse_range: bool,
+}
+
+impl FaultPlan {
+    /// Cut `drops` connections after `after` bytes, nothing else.
+    pub fn cut(drops: usize, after: usize) -> FaultPlan {
+        FaultPlan {
+            drops,
+            after,
+            unavailable: 0,
+            strip_range: false,
+            corrupt_ranged: false,
+            refuse_range: false,
+        }
+    }
+}
+
 /// Fault budgets and counters of a [`FlakyProxy`].
 pub struct Faults {
     drops: AtomicUsize,
     after: usize,
     unavailable: AtomicUsize,
+    strip_range: bool,
+    corrupt_ranged: bool,
+    refuse_range: bool,
     /// Connections cut mid-response.
     pub cut: AtomicUsize,
     /// 503 answers given.
     pub answered_503: AtomicUsize,
+    /// 416 answers given.
+    pub answered_416: AtomicUsize,
+    /// Server→client bytes passed on (heads and bodies of every answer).
+    pub served: AtomicUsize,
+    /// The `Range` header values of requests, in arrival order (also those stripped).
+    pub ranges: Mutex<Vec<String>>,
+    /// Answer bytes flipped.
+    pub corrupted: AtomicUsize,
+}
+
+impl Faults {
+    /// The `Range` headers seen so far.
+    pub fn ranges(&self) -> Vec<String> {
+        self.ranges.lock().map(|r| r.clone()).unwrap_or_default()
+    }
 }
 
 fn take(budget: &AtomicUsize) -> bool {
@@ -385,28 +438,37 @@ fn take(budget: &AtomicUsize) -> bool {
 impl FlakyProxy {
     /// Forward to `target`, cutting responses after `after` bytes `drops` times.
     pub fn start(target: SocketAddr, drops: usize, after: usize) -> FlakyProxy {
-        Self::with_faults(target, drops, after, 0)
+        Self::with_plan(target, FaultPlan::cut(drops, after))
     }
 
     /// Forward to `target`, answering the first `times` blob GETs with a 503.
     pub fn unavailable(target: SocketAddr, times: usize) -> FlakyProxy {
-        Self::with_faults(target, 0, usize::MAX, times)
+        Self::with_plan(
+            target,
+            FaultPlan {
+                unavailable: times,
+                ..FaultPlan::cut(0, usize::MAX)
+            },
+        )
     }
 
-    fn with_faults(
-        target: SocketAddr,
-        drops: usize,
-        after: usize,
-        unavailable: usize,
-    ) -> FlakyProxy {
+    /// Forward to `target` with the faults of `plan`.
+    pub fn with_plan(target: SocketAddr, plan: FaultPlan) -> FlakyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
         let faults = Arc::new(Faults {
-            drops: AtomicUsize::new(drops),
-            after,
-            unavailable: AtomicUsize::new(unavailable),
+            drops: AtomicUsize::new(plan.drops),
+            after: plan.after,
+            unavailable: AtomicUsize::new(plan.unavailable),
+            strip_range: plan.strip_range,
+            corrupt_ranged: plan.corrupt_ranged,
+            refuse_range: plan.refuse_range,
             cut: AtomicUsize::new(0),
             answered_503: AtomicUsize::new(0),
+            answered_416: AtomicUsize::new(0),
+            served: AtomicUsize::new(0),
+            ranges: Mutex::new(Vec::new()),
+            corrupted: AtomicUsize::new(0),
         });
         let stop = Arc::new(AtomicBool::new(false));
         let (faults2, stop2) = (faults.clone(), stop.clone());
@@ -439,12 +501,85 @@ impl Drop for FlakyProxy {
     }
 }
 
+/// The value of the `Range` header in a request head chunk, and the chunk without that line.
+fn split_range(chunk: &[u8]) -> Option<(String, Vec<u8>)> {
+    let head_end = chunk.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let mut rest = Vec::with_capacity(chunk.len());
+    let mut value = None;
+    let mut start = 0;
+    while start < head_end + 2 {
+        let len = chunk[start..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(chunk.len() - start, |p| p + 2);
+        let line = &chunk[start..start + len];
+        match String::from_utf8_lossy(line).split_once(':') {
+            Some((name, v)) if name.eq_ignore_ascii_case("range") => {
+                value = Some(v.trim().to_string());
+            }
+            _ => rest.extend_from_slice(line),
+        }
+        start += len;
+    }
+    rest.extend_from_slice(&chunk[start..]);
+    value.map(|v| (v, rest))
+}
+
+/// Flips the first body byte of an answer, finding the end of its head across chunks.
+#[derive(Default)]
+struct Corrupter {
+    /// The last bytes of the head seen so far (to find `\r\n\r\n` split across chunks).
+    tail: Vec<u8>,
+    /// The head is over: the next byte is the body's first.
+    in_body: bool,
+    done: bool,
+}
+
+impl Corrupter {
+    /// Flip a byte of `chunk` if it holds the first body byte; true when it did.
+    fn apply(&mut self, chunk: &mut [u8]) -> bool {
+        if self.done {
+            return false;
+        }
+        let body_start = if self.in_body {
+            Some(0)
+        } else {
+            let mut seen = std::mem::take(&mut self.tail);
+            let before = seen.len();
+            seen.extend_from_slice(chunk);
+            match seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                Some(p) => {
+                    self.in_body = true;
+                    Some(p + 4 - before)
+                }
+                None => {
+                    let keep = seen.len().saturating_sub(3);
+                    self.tail = seen[keep..].to_vec();
+                    None
+                }
+            }
+        };
+        match body_start {
+            Some(i) if i < chunk.len() => {
+                chunk[i] ^= 0xff;
+                self.done = true;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 fn forward(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
     let (Ok(mut c_read), Ok(mut c_answer), Ok(mut s_write)) =
         (client.try_clone(), client.try_clone(), server.try_clone())
     else {
         return;
     };
+    // Set (before the request goes on) when a request of this connection carried `Range` and
+    // its answer is to be corrupted.
+    let corrupt_next = Arc::new(AtomicBool::new(false));
+    let up_corrupt = corrupt_next.clone();
     let up_faults = faults.clone();
     let upstream = thread::spawn(move || {
         let mut buf = [0u8; 16 << 10];
@@ -453,7 +588,7 @@ fn forward(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let chunk = &buf[..n];
+            let mut chunk = buf[..n].to_vec();
             let is_blob_get =
                 chunk.starts_with(b"GET ") && chunk.windows(14).any(|w| w == b"/blobs/sha256:");
             if is_blob_get && take(&up_faults.unavailable) {
@@ -467,7 +602,26 @@ fn forward(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
                 let _ = c_answer.shutdown(Shutdown::Both);
                 break;
             }
-            if s_write.write_all(chunk).is_err() {
+            if let Some((range, without)) = split_range(&chunk) {
+                if let Ok(mut ranges) = up_faults.ranges.lock() {
+                    ranges.push(range);
+                }
+                if up_faults.refuse_range {
+                    let _ = write!(
+                        c_answer,
+                        "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                    up_faults.answered_416.fetch_add(1, Ordering::SeqCst);
+                    let _ = c_answer.shutdown(Shutdown::Both);
+                    break;
+                }
+                if up_faults.strip_range {
+                    chunk = without;
+                } else if up_faults.corrupt_ranged {
+                    up_corrupt.store(true, Ordering::SeqCst);
+                }
+            }
+            if s_write.write_all(&chunk).is_err() {
                 break;
             }
         }
@@ -476,14 +630,19 @@ fn forward(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
     let (mut s_read, mut c_write) = (server, client);
     let mut buf = [0u8; 16 << 10];
     let mut passed = 0usize;
+    let mut corrupter = Corrupter::default();
     loop {
         let n = match s_read.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if corrupt_next.load(Ordering::SeqCst) && corrupter.apply(&mut buf[..n]) {
+            faults.corrupted.fetch_add(1, Ordering::SeqCst);
+        }
         if passed.saturating_add(n) > faults.after && take(&faults.drops) {
             let keep = faults.after.saturating_sub(passed);
             let _ = c_write.write_all(&buf[..keep]);
+            faults.served.fetch_add(keep, Ordering::SeqCst);
             faults.cut.fetch_add(1, Ordering::SeqCst);
             let _ = c_write.shutdown(Shutdown::Both);
             let _ = s_read.shutdown(Shutdown::Both);
@@ -493,6 +652,7 @@ fn forward(client: TcpStream, server: TcpStream, faults: Arc<Faults>) {
         if c_write.write_all(&buf[..n]).is_err() {
             break;
         }
+        faults.served.fetch_add(n, Ordering::SeqCst);
     }
     let _ = c_write.shutdown(Shutdown::Both);
     let _ = upstream.join();
