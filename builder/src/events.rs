@@ -116,6 +116,33 @@ impl EventSink for CollectSink {
     }
 }
 
+/// The kinds of [`Vertex`]. Each numbers its vertices from its own range of step ids, counting
+/// down from the top of `u32` (graph steps count up from 0), so no two ever share an id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VertexKind {
+    /// A pull: `[internal] load metadata for REF`.
+    Pull,
+    /// A push: `[internal] pushing REF`.
+    Push,
+    /// A `--cache-from` import: `importing cache manifest from LOC`.
+    CacheImport,
+    /// A `--cache-to` export: `exporting cache to LOC`.
+    CacheExport,
+}
+
+impl VertexKind {
+    /// The step id of the `n`th vertex (from 0) of this kind.
+    pub fn id(self, n: u32) -> StepId {
+        let range: u32 = match self {
+            VertexKind::Pull => 0,
+            VertexKind::Push => 1,
+            VertexKind::CacheImport => 2,
+            VertexKind::CacheExport => 3,
+        };
+        StepId((u32::MAX - (range << 16)).wrapping_sub(n))
+    }
+}
+
 /// A progress vertex that is not a graph step (a pull, a push, a cache import or export),
 /// reported with the step events so every front-end shows it like a step.
 pub struct Vertex<'a> {
@@ -125,7 +152,7 @@ pub struct Vertex<'a> {
 }
 
 impl<'a> Vertex<'a> {
-    /// Start the vertex `id` (from a range no graph step uses) named `name`.
+    /// Start the vertex `id` (from [`VertexKind::id`], a range no graph step uses) named `name`.
     pub fn start(id: StepId, name: String, events: &'a dyn EventSink) -> Self {
         events.emit(Event::StepStarted { id, name });
         Vertex {
@@ -142,6 +169,11 @@ impl<'a> Vertex<'a> {
             stream: LogStream::Builder,
             line,
         });
+    }
+
+    /// A warning under the vertex, prefixed `WARNING: ` as BuildKit prints them.
+    pub fn warn(&self, warning: &str) {
+        self.log(format!("WARNING: {warning}"));
     }
 
     /// The vertex finished.
@@ -199,10 +231,25 @@ mod tests {
     }
 
     #[test]
+    fn vertex_kinds_number_from_their_own_ranges() {
+        let cases = [
+            (VertexKind::Pull, 0, u32::MAX),
+            (VertexKind::Pull, 1, u32::MAX - 1),
+            (VertexKind::Push, 0, u32::MAX - (1 << 16)),
+            (VertexKind::CacheImport, 2, u32::MAX - (2 << 16) - 2),
+            (VertexKind::CacheExport, 0, u32::MAX - (3 << 16)),
+        ];
+        for (kind, n, want) in cases {
+            assert_eq!(kind.id(n), StepId(want), "{kind:?} {n}");
+        }
+    }
+
+    #[test]
     fn vertices_report_like_steps() {
         let sink = CollectSink::new();
         let v = Vertex::start(StepId(7), "pull".into(), &sink);
         v.log("a".into());
+        v.warn("w");
         v.failed("boom".into());
         let events = sink.events();
         assert_eq!(
@@ -216,6 +263,11 @@ mod tests {
                     id: StepId(7),
                     stream: LogStream::Builder,
                     line: "a".into()
+                },
+                Event::Log {
+                    id: StepId(7),
+                    stream: LogStream::Builder,
+                    line: "WARNING: w".into()
                 },
                 Event::StepFailed {
                     id: StepId(7),

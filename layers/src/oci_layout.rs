@@ -172,6 +172,17 @@ impl fmt::Display for ImageName {
     }
 }
 
+/// True for a tag Docker's reference grammar accepts: 1 to 128 of `[A-Za-z0-9_.-]`, not
+/// starting with `.` or `-`.
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && !tag.starts_with(['.', '-'])
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+}
+
 impl FromStr for ImageName {
     type Err = LayoutError;
 
@@ -188,13 +199,7 @@ impl FromStr for ImageName {
             Some((r, t)) if !t.contains('/') => (r, t.to_string()),
             _ => (s, "latest".to_string()),
         };
-        let valid_tag = !tag.is_empty()
-            && tag.len() <= 128
-            && !tag.starts_with(['.', '-'])
-            && tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-        if !valid_tag {
+        if !valid_tag(&tag) {
             return Err(bad("invalid tag"));
         }
         let (domain, path) = match rest.split_once('/') {
@@ -792,6 +797,28 @@ mod tests {
         &'static str,
         Option<(&'static str, &'static str, &'static str)>,
     );
+
+    #[test]
+    fn tags_follow_the_reference_grammar() {
+        let long = "a".repeat(128);
+        let too_long = "a".repeat(129);
+        let cases = [
+            ("latest", true),
+            ("_x", true),
+            ("v1.2-rc_3", true),
+            (long.as_str(), true),
+            (too_long.as_str(), false),
+            ("", false),
+            (".x", false),
+            ("-x", false),
+            ("a/b", false),
+            ("a:b", false),
+            ("é", false),
+        ];
+        for (tag, want) in cases {
+            assert_eq!(valid_tag(tag), want, "{tag:?}");
+        }
+    }
 
     #[test]
     fn image_name_table() {

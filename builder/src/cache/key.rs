@@ -1017,28 +1017,15 @@ mod tests {
     #[test]
     fn keys_are_stable_across_runs() {
         // Pinned: a change here means every user's cache is invalidated; bump KEY_VERSION.
-        let k = step_key(
-            StepId(0),
-            &Step::new(
-                Op::Source(SourceOp::Scratch { platform: None }),
-                None,
-                Origin::default(),
-            ),
-            &inputs(),
-        )
-        .expect("scratch needs no inputs");
+        let scratch = Step::new(
+            Op::Source(SourceOp::Scratch { platform: None }),
+            None,
+            Origin::default(),
+        );
+        let k = step_key(StepId(0), &scratch, &inputs()).expect("scratch needs no inputs");
         assert_eq!(k.manifest.fields.len(), 4);
         assert_eq!(k.key, k.state);
-        let again = step_key(
-            StepId(0),
-            &Step::new(
-                Op::Source(SourceOp::Scratch { platform: None }),
-                None,
-                Origin::default(),
-            ),
-            &inputs(),
-        )
-        .expect("scratch needs no inputs");
+        let again = step_key(StepId(0), &scratch, &inputs()).expect("scratch needs no inputs");
         assert_eq!(k.key, again.key);
     }
 }

@@ -460,9 +460,7 @@ impl Executor for RuncExecutor {
         output: &dyn OutputSink,
         cancel: &Cancellation,
     ) -> Result<(), ExecError> {
-        crate::exec::foreign::guarded(request, || {
-            self.run_reporting(request, output, cancel).result
-        })
+        self.run_reporting(request, output, cancel).result
     }
 }
 

@@ -20,9 +20,12 @@
 //!    heredoc script are created by us and removed after the run (parents' times restored), so
 //!    they never reach the layer, while directories created for other mount targets stay, as
 //!    the executor leaves them;
-//! 6. output streams to the sink and, in full, to the step's log file; a non-zero exit becomes
+//! 6. whatever the executor, a program the host cannot execute (built for another platform,
+//!    no emulator registered) fails the step before it starts, with both platforms named
+//!    ([`crate::exec::foreign::guarded`]);
+//! 7. output streams to the sink and, in full, to the step's log file; a non-zero exit becomes
 //!    [`RunError::Exit`] with the command, the code and the last lines of output;
-//! 7. after success the changes are read: overlay → the upper directory (directories that were
+//! 8. after success the changes are read: overlay → the upper directory (directories that were
 //!    only copied up, e.g. `/etc` for the sandbox's `/etc/hosts` stub, are dropped first when
 //!    their metadata still equals the lower one's, as BuildKit's overlay differ skips them),
 //!    copy → the two-tree diff of base and merged trees.
@@ -367,7 +370,11 @@ pub fn run_step_with(inputs: &RunInputs<'_>, options: &RunOptions) -> Result<Run
         mounts: &prepared.mounts,
         hostname: inputs.hostname,
     };
-    let result = inputs.executor.run(&request, &output, inputs.cancel);
+    // Checked once for every executor: a program the host cannot execute fails with the
+    // platforms named, before anything starts.
+    let result = crate::exec::foreign::guarded(&request, || {
+        inputs.executor.run(&request, &output, inputs.cancel)
+    });
     hidden_stubs.clean();
     drop(script_dir);
     let tail = output.finish();

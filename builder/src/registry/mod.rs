@@ -64,7 +64,8 @@ pub use credentials::{
 };
 pub use error::{RegistryError, RegistryErrorEntry, RegistryErrors, Result};
 pub use pull::{
-    acceptable_platforms, host_platform, BlobDescriptor, PullOptions, PulledImage, ResolvedManifest,
+    acceptable_platforms, host_platform, platform_spec, spec_platform, BlobDescriptor, PullOptions,
+    PulledImage, ResolvedManifest,
 };
 // The remote cache importer fetches single blobs (`fetch_blob`) by repository.
 pub(crate) use pull::repo_of;

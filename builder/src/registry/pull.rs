@@ -36,8 +36,10 @@ const MAX_MANIFEST: u64 = 4 << 20;
 /// The `Accept` header of manifest requests: every manifest type we can use.
 pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
-/// A blob as a manifest lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A blob as a manifest lists it (serialized as an OCI descriptor: `mediaType`, `digest`,
+/// `size`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BlobDescriptor {
     /// Its media type.
     pub media_type: String,
@@ -101,12 +103,23 @@ impl PulledImage {
 
 /// The host platform in OCI spelling (`linux/amd64`, `linux/arm/v7`, …).
 pub fn host_platform() -> PlatformSpec {
-    let p = Platform::host();
+    platform_spec(&Platform::host())
+}
+
+/// `platform` as an index descriptor names it (variant kept; `None` only where the
+/// normalized platform has none, e.g. `linux/arm64` for `arm64/v8`).
+pub fn platform_spec(platform: &Platform) -> PlatformSpec {
     PlatformSpec {
-        os: p.os,
-        architecture: p.architecture,
-        variant: p.variant,
+        os: platform.os.clone(),
+        architecture: platform.architecture.clone(),
+        variant: platform.variant.clone(),
     }
+}
+
+/// `spec` as containerd's `platforms.Normalize` spells it (`aarch64` → `arm64`, `arm64/v8` →
+/// `arm64`, `arm` → `arm/v7`, `armhf` → `arm/v7`, `x86_64` → `amd64`, …), as users write it.
+pub fn spec_platform(spec: &PlatformSpec) -> Platform {
+    Platform::new(&spec.os, &spec.architecture, spec.variant.as_deref())
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -235,18 +248,12 @@ impl Manifest {
     }
 }
 
-/// A platform as containerd's `platforms.Normalize` spells it (`aarch64` → `arm64`, `arm64/v8`
-/// → `arm64`, `arm` → `arm/v7`, `armhf` → `arm/v7`, `x86_64` → `amd64`, …).
-fn normalized(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-    Platform::new(os, architecture, variant)
-}
-
 /// The platforms acceptable for `want`, best first, as containerd's `platforms.Only`: the
 /// platform itself, then older variants of the same architecture (`arm/v7` also takes `arm/v6`
 /// and `arm/v5`; `amd64/v3` also `v2` and `v1`), then the 32-bit mode (`amd64` takes `386`,
 /// `arm64` takes `arm/v8`).
 pub fn acceptable_platforms(want: &PlatformSpec) -> Vec<Platform> {
-    let p = normalized(&want.os, &want.architecture, want.variant.as_deref());
+    let p = spec_platform(want);
     let mut out = vec![p.clone()];
     let level = |v: &Option<String>| -> Option<u32> {
         v.as_deref()
@@ -284,10 +291,6 @@ pub fn acceptable_platforms(want: &PlatformSpec) -> Vec<Platform> {
     out
 }
 
-fn platform_string(p: &PlatformSpec) -> String {
-    normalized(&p.os, &p.architecture, p.variant.as_deref()).to_string()
-}
-
 /// Pick the index entry for `want`: among entries whose normalized platform is acceptable
 /// (see [`acceptable_platforms`]), the best-ranked, first in index order on ties, as
 /// containerd's ordered matcher does.
@@ -301,7 +304,8 @@ pub(crate) fn select_platform<'d>(
         .iter()
         .filter_map(|d| {
             let p = d.platform.as_ref()?;
-            let got = normalized(&p.os, &p.architecture, p.variant.as_deref());
+            // Normalized as `want` is (see [`spec_platform`]).
+            let got = Platform::new(&p.os, &p.architecture, p.variant.as_deref());
             let rank = ranked.iter().position(|r| *r == got)?;
             Some((rank, d))
         })
@@ -309,7 +313,7 @@ pub(crate) fn select_platform<'d>(
         .map(|(_, d)| d)
         .ok_or_else(|| RegistryError::NoMatchingPlatform {
             reference: reference.to_string(),
-            platform: platform_string(want),
+            platform: spec_platform(want).to_string(),
             available: entries
                 .iter()
                 .filter_map(|d| d.platform.as_ref())
@@ -1103,12 +1107,7 @@ mod tests {
             else {
                 panic!("not an index");
             };
-            let spec: Platform = want.parse().expect("platform");
-            let spec = PlatformSpec {
-                os: spec.os,
-                architecture: spec.architecture,
-                variant: spec.variant,
-            };
+            let spec = platform_spec(&want.parse().expect("platform"));
             let got = select_platform(&entries, &spec, &r)
                 .ok()
                 .map(|d| d.digest.clone());

@@ -62,11 +62,12 @@ use crate::exec::sandbox::SandboxExecutor;
 use crate::exec::{Cancellation, Executor};
 use crate::graph::{ContextName, FsInput, Graph, MountKind, Op, SourceOp, StepId};
 use crate::ops::fetch::HttpFetcher;
+use crate::registry::platform_spec;
 use crate::schedule::{run, ScheduleError, ScheduleOptions};
 use crate::snapshot::SnapshotMode;
 use crate::store::{parse_name, Store};
 use execute::{ContextInput, MemoFetcher, Settings, Solver, StepError};
-use sources::{platform_spec, RegistrySettings, Resolver};
+use sources::{RegistrySettings, Resolver};
 
 /// Build the image `req` describes into `store`; see the module documentation.
 pub fn build(
@@ -87,9 +88,7 @@ pub fn build_with_cancel(
 ) -> Result<BuildOutcome, BuildError> {
     let platform = request_platform(req)?;
     let _blobs = lock_blobs(store)?;
-    let settings = RegistrySettings::from_request(req);
-    let spec = platform_spec(&platform);
-    let resolver = Resolver::with_registry(&req.named_contexts, spec, &settings, events);
+    let resolver = build_resolver(req, &platform, events);
     let prepared = prepare::prepare(store, req, &resolver, &platform)?;
     let input = Solve {
         graph: &prepared.lowered.graph,
@@ -100,6 +99,22 @@ pub fn build_with_cancel(
         platform,
     };
     solve(store, req, input, events, cancel)
+}
+
+/// The image resolver of a build of `req` for `platform`: named contexts, URL forms, the store
+/// and the registry (with the request's registry settings), pulls reported to `events`.
+fn build_resolver<'a>(
+    req: &BuildRequest,
+    platform: &Platform,
+    events: &'a dyn EventSink,
+) -> Resolver<'a> {
+    let settings = RegistrySettings::from_request(req);
+    Resolver::with_registry(
+        &req.named_contexts,
+        platform_spec(platform),
+        &settings,
+        events,
+    )
 }
 
 /// Build the step `target` of a graph made by any front-end (see the crate documentation for an
@@ -117,9 +132,7 @@ pub fn build_graph(
     let platform = request_platform(req)?;
     let _blobs = lock_blobs(store)?;
     graph.validate().map_err(crate::Error::from)?;
-    let settings = RegistrySettings::from_request(req);
-    let spec = platform_spec(&platform);
-    let resolver = Resolver::with_registry(&req.named_contexts, spec, &settings, events);
+    let resolver = build_resolver(req, &platform, events);
     let mut images = BTreeMap::new();
     for id in graph.ancestors(target).map_err(crate::Error::from)? {
         let Some(step) = graph.get(id) else { continue };
@@ -227,16 +240,13 @@ fn solve(
             ..RuncOptions::default()
         })),
     };
+    // Cache imports, cache exports and pushes reach registries with the request's settings.
+    let registry = RegistrySettings::from_request(req);
     // Remote caches are read before any step runs (manifests and record tables only).
     let imported = if req.cache_from.is_empty() || req.no_cache {
         crate::cache::remote::ImportedCache::empty()
     } else {
-        crate::cache::remote::import(
-            &req.cache_from,
-            &RegistrySettings::from_request(req),
-            store.blobs(),
-            events,
-        )
+        crate::cache::remote::import(&req.cache_from, &registry, store.blobs(), events)
     };
     let solver = Solver {
         store,
@@ -320,7 +330,7 @@ fn solve(
             &keys,
             &index,
             store.blobs(),
-            &RegistrySettings::from_request(req),
+            &registry,
             &bases,
             events,
         )
@@ -338,7 +348,7 @@ fn solve(
             &stored.manifest_digest,
             &names,
             &bases,
-            &RegistrySettings::from_request(req),
+            &registry,
             events,
         )?
     } else {

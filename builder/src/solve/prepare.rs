@@ -15,9 +15,10 @@ use rbuild_dockerfile::lower::{Base, DepKind, DepTarget, LowerOptions, Plan, Pla
 
 use crate::error::BuildError;
 use crate::frontend::{lower_plan, FrontendOptions, ImageDefaults, Lowered};
+use crate::registry::platform_spec;
 use crate::solve::config::env_pairs;
 use crate::solve::request::{BuildRequest, DockerfileSource, NamedContext};
-use crate::solve::sources::{platform_spec, ResolvedImage, Resolver};
+use crate::solve::sources::{ResolvedImage, Resolver};
 use crate::store::Store;
 
 /// Triggers re-lowering stops after this many rounds (each round can only add triggers of

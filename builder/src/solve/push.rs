@@ -7,21 +7,15 @@
 //! (the client tries `mount=…&from=…`). Each push shows as a pseudo-step
 //! `[internal] pushing REF` whose log lines report every blob.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use rbuild_layers::digest::Digest;
 
 use crate::error::BuildError;
-use crate::events::{EventSink, Vertex};
-use crate::graph::StepId;
+use crate::events::{EventSink, Vertex, VertexKind};
 use crate::registry::{
     mount_sources, push_log_line, Progress, PushOptions, PushedImage, Reference,
 };
 use crate::solve::sources::RegistrySettings;
 use crate::store::Store;
-
-/// Pseudo-step ids for pushes count down from here (pulls use the ids above).
-const FIRST_PUSH_ID: u32 = u32::MAX - (1 << 16);
 
 /// Push the manifest `digest` (in `store`) to every reference in `targets`, in order; pushing
 /// stops at the first failure. `bases` are the references of the images the build started
@@ -41,16 +35,15 @@ pub fn push_image(
         });
     }
     let client = settings.client();
-    let next_id = AtomicU32::new(FIRST_PUSH_ID);
     let mut pushed = Vec::new();
-    for target in targets {
+    for (i, target) in targets.iter().enumerate() {
         let reference: Reference = target.parse().map_err(|e| BuildError::Source {
             reference: target.clone(),
             reason: format!("{e}"),
         })?;
         let mount_from = mount_sources(&reference, bases);
         let vertex = Vertex::start(
-            StepId(next_id.fetch_sub(1, Ordering::SeqCst)),
+            VertexKind::Push.id(i as u32),
             format!("[internal] pushing {reference}"),
             events,
         );

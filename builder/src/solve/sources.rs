@@ -42,11 +42,10 @@ use rbuild_layers::store::BlobStore;
 
 use crate::cache::LayerRecord;
 use crate::error::BuildError;
-use crate::events::{human_size, EventSink, Vertex};
-use crate::graph::StepId;
+use crate::events::{human_size, EventSink, Vertex, VertexKind};
 use crate::registry::{
-    acceptable_platforms, CredentialsSource, Progress, PullOptions, Reference, RegistryClient,
-    RegistryError, RegistryOptions,
+    acceptable_platforms, host_platform, spec_platform, CredentialsSource, Progress, PullOptions,
+    Reference, RegistryClient, RegistryError, RegistryOptions,
 };
 use crate::solve::request::{BuildRequest, NamedContext};
 use crate::store::Store;
@@ -288,11 +287,6 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    /// The platform [`Resolver::resolve`] asks for.
-    pub fn platform(&self) -> &PlatformSpec {
-        &self.platform
-    }
-
     /// Add a source asked after the others.
     pub fn push(&mut self, source: Box<dyn ImageSource + 'a>) {
         self.sources.push(source);
@@ -367,7 +361,8 @@ pub struct RegistrySource<'a> {
     /// Only references not found elsewhere reach this source, except with `pull`, where a
     /// manifest the registry does not know falls back to the store.
     pull: bool,
-    next_id: AtomicU32,
+    /// How many pulls started (numbers their vertices).
+    pulls: AtomicU32,
 }
 
 impl<'a> RegistrySource<'a> {
@@ -377,7 +372,7 @@ impl<'a> RegistrySource<'a> {
             client: settings.client(),
             events,
             pull: settings.pull,
-            next_id: AtomicU32::new(u32::MAX),
+            pulls: AtomicU32::new(0),
         }
     }
 }
@@ -393,7 +388,7 @@ impl ImageSource for RegistrySource<'_> {
             return Ok(None);
         };
         let vertex = Vertex::start(
-            StepId(self.next_id.fetch_sub(1, Ordering::SeqCst)),
+            VertexKind::Pull.id(self.pulls.fetch_add(1, Ordering::SeqCst)),
             format!("[internal] load metadata for {parsed}"),
             self.events,
         );
@@ -630,29 +625,9 @@ fn copy_blob(
     Ok(())
 }
 
-/// The platform of this host, as an index descriptor names it.
-pub fn host_platform_spec() -> PlatformSpec {
-    platform_spec(&Platform::host())
-}
-
-/// `platform` as an index descriptor names it (variant kept; `None` only where the
-/// normalized platform has none, e.g. `linux/arm64` for `arm64/v8`).
-pub fn platform_spec(platform: &Platform) -> PlatformSpec {
-    PlatformSpec {
-        os: platform.os.clone(),
-        architecture: platform.architecture.clone(),
-        variant: platform.variant.clone(),
-    }
-}
-
-/// `spec` normalized, as users write it (`linux/arm/v7`).
-pub fn spec_platform(spec: &PlatformSpec) -> Platform {
-    Platform::new(&spec.os, &spec.architecture, spec.variant.as_deref())
-}
-
 /// Load an image through the full chain and return it as stored (for tools).
 pub fn load(store: &Store, reference: &str) -> Result<StoredImage, BuildError> {
-    let resolver = Resolver::new(&BTreeMap::new(), host_platform_spec());
+    let resolver = Resolver::new(&BTreeMap::new(), host_platform());
     let r = resolver.resolve(reference, store)?;
     read_image(store.blobs(), &r.manifest_digest).map_err(|e| source_error(reference, e))
 }
@@ -731,8 +706,7 @@ mod tests {
         let store = Store::open(dir.path()).expect("store");
         let sink = crate::events::CollectSink::new();
         let settings = RegistrySettings::default();
-        let resolver =
-            Resolver::with_registry(&BTreeMap::new(), host_platform_spec(), &settings, &sink);
+        let resolver = Resolver::with_registry(&BTreeMap::new(), host_platform(), &settings, &sink);
         let err = resolver
             .resolve("127.0.0.1:1/nothing:here", &store)
             .expect_err("nothing listens on port 1");
@@ -755,7 +729,7 @@ mod tests {
     fn the_offline_chain_reports_unknown_images() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
-        let resolver = Resolver::new(&BTreeMap::new(), host_platform_spec());
+        let resolver = Resolver::new(&BTreeMap::new(), host_platform());
         let err = resolver
             .resolve("alpine:3.20", &store)
             .expect_err("not in the store");

@@ -343,123 +343,41 @@ fn token_auth_works_and_wrong_credentials_are_clear() {
 
 #[test]
 fn a_connection_cut_mid_blob_is_retried() {
-    let registry = Registry::start(AuthMode::Plain);
-    let images = LocalImages::new();
-    let target = reference(&registry.host, "flaky:v1");
-    client(None)
-        .push(
-            images.store(),
-            &images.manifest,
-            &target,
-            &PushOptions::default(),
-        )
-        .expect("push");
-
-    let proxy = FlakyProxy::start(registry.addr, 1, 64 << 10);
-    let via_proxy = reference(&proxy.host, "flaky:v1");
-    let (_dir, store) = fresh_store();
-    let events = Mutex::new(Vec::new());
-    let sink = |p: &Progress| events.lock().expect("events").push(p.clone());
-    let pulled = client(None)
-        .pull(
-            &via_proxy,
-            &store,
-            &PullOptions {
-                progress: Some(&sink),
-                ..PullOptions::default()
-            },
-        )
-        .expect("pull through a flaky proxy");
-    assert_eq!(pulled.manifest_digest, images.manifest);
-    assert_eq!(
-        proxy.faults.cut.load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
-    let retries = events
-        .lock()
-        .expect("events")
-        .iter()
-        .filter(|e| matches!(e, Progress::Retry { .. }))
-        .count();
-    assert_eq!(retries, 1);
-    assert_no_stray_blobs(&store);
+    let pull = pull_through("flaky:v1", |_| FaultPlan::cut(1, 64 << 10));
+    pull.assert_pulled();
+    assert_eq!(pull.proxy.faults.cut.load(Ordering::SeqCst), 1);
+    assert_eq!(pull.retried().len(), 1);
 }
 
 #[test]
 fn a_registry_that_always_cuts_fails_cleanly() {
-    let registry = Registry::start(AuthMode::Plain);
-    let images = LocalImages::new();
-    let target = reference(&registry.host, "broken:v1");
-    client(None)
-        .push(
-            images.store(),
-            &images.manifest,
-            &target,
-            &PushOptions::default(),
-        )
-        .expect("push");
-
-    let proxy = FlakyProxy::start(registry.addr, usize::MAX, 64 << 10);
-    let via_proxy = reference(&proxy.host, "broken:v1");
-    let (_dir, store) = fresh_store();
-    let err = client(None)
-        .pull(&via_proxy, &store, &PullOptions::default())
-        .expect_err("always cut");
+    let pull = pull_through("broken:v1", |_| FaultPlan::cut(usize::MAX, 64 << 10));
+    let err = pull.result.as_ref().expect_err("always cut");
     assert!(err.is_transient(), "{err}");
-    for layer in &images.layers {
-        assert!(!store.has(layer), "layer {layer} must not be in the store");
+    for layer in &pull.images.layers {
+        assert!(
+            !pull.store.has(layer),
+            "layer {layer} must not be in the store"
+        );
     }
-    assert_no_stray_blobs(&store);
+    assert_no_stray_blobs(&pull.store);
 }
 
 #[test]
 fn a_503_on_a_blob_is_retried() {
-    let registry = Registry::start(AuthMode::Plain);
-    let images = LocalImages::new();
-    let target = reference(&registry.host, "busy:v1");
-    client(None)
-        .push(
-            images.store(),
-            &images.manifest,
-            &target,
-            &PushOptions::default(),
-        )
-        .expect("push");
-    let proxy = FlakyProxy::unavailable(registry.addr, 2);
-    let (_dir, store) = fresh_store();
-    let pulled = client(None)
-        .pull(
-            &reference(&proxy.host, "busy:v1"),
-            &store,
-            &PullOptions::default(),
-        )
-        .expect("pull after 503s");
-    assert_eq!(pulled.manifest_digest, images.manifest);
-    assert_eq!(
-        proxy
-            .faults
-            .answered_503
-            .load(std::sync::atomic::Ordering::SeqCst),
-        2
-    );
-    assert_no_stray_blobs(&store);
+    let pull = pull_through("busy:v1", |_| FaultPlan::unavailable(2));
+    pull.assert_pulled();
+    assert_eq!(pull.proxy.faults.answered_503.load(Ordering::SeqCst), 2);
 
     // Unavailable for longer than the retry budget: a clear http 503 error.
-    let proxy = FlakyProxy::unavailable(registry.addr, usize::MAX);
-    let (_dir, store) = fresh_store();
-    let err = client(None)
-        .pull(
-            &reference(&proxy.host, "busy:v1"),
-            &store,
-            &PullOptions::default(),
-        )
-        .expect_err("always 503");
+    let pull = pull_through("busy:v1", |_| FaultPlan::unavailable(usize::MAX));
+    let err = pull.result.as_ref().expect_err("always 503");
     assert!(
         matches!(err, RegistryError::Http { status: 503, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("unavailable: try again"), "{err}");
-    assert_no_stray_blobs(&store);
+    assert_no_stray_blobs(&pull.store);
 }
 
 /// A pull of the busybox image (pushed as `name`) through a [`FlakyProxy`].

@@ -398,6 +398,14 @@ impl FaultPlan {
             refuse_range: false,
         }
     }
+
+    /// Answer the first `times` blob GETs with a 503, nothing else.
+    pub fn unavailable(times: usize) -> FaultPlan {
+        FaultPlan {
+            unavailable: times,
+            ..FaultPlan::cut(0, usize::MAX)
+        }
+    }
 }
 
 /// Fault budgets and counters of a [`FlakyProxy`].
@@ -439,17 +447,6 @@ impl FlakyProxy {
     /// Forward to `target`, cutting responses after `after` bytes `drops` times.
     pub fn start(target: SocketAddr, drops: usize, after: usize) -> FlakyProxy {
         Self::with_plan(target, FaultPlan::cut(drops, after))
-    }
-
-    /// Forward to `target`, answering the first `times` blob GETs with a 503.
-    pub fn unavailable(target: SocketAddr, times: usize) -> FlakyProxy {
-        Self::with_plan(
-            target,
-            FaultPlan {
-                unavailable: times,
-                ..FaultPlan::cut(0, usize::MAX)
-            },
-        )
     }
 
     /// Forward to `target` with the faults of `plan`.

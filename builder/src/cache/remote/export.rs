@@ -20,7 +20,7 @@ use super::import::backend_for;
 use super::{CacheExport, CacheMode, RemoteCacheError};
 use crate::cache::{CacheIndex, CacheKey, CacheRecord, Lookup};
 use crate::events::EventSink;
-use crate::events::Vertex;
+use crate::events::{Vertex, VertexKind};
 use crate::solve::sources::RegistrySettings;
 
 /// A cache written by an export.
@@ -64,9 +64,6 @@ pub struct ExportError {
     pub reason: String,
 }
 
-/// Pseudo-step ids of exports count down from here (pulls, pushes and imports use the ids above).
-const FIRST_EXPORT_ID: u32 = u32::MAX - (3 << 16);
-
 /// The records of `keys` in `index` whose layer is in `store`.
 pub fn select_records(
     index: &CacheIndex,
@@ -98,7 +95,7 @@ pub fn export(
         let backend = backend_for(&exp.location, settings, bases);
         let location = backend.location();
         let vertex = Vertex::start(
-            crate::graph::StepId(FIRST_EXPORT_ID - i as u32),
+            VertexKind::CacheExport.id(i as u32),
             format!("exporting cache to {location}"),
             events,
         );
@@ -132,7 +129,7 @@ pub fn export(
                 let reason = crate::solve::execute::render(&e);
                 if exp.ignore_error {
                     let w = format!("cannot export cache to {location}: {reason} (ignored)");
-                    vertex.log(format!("WARNING: {w}"));
+                    vertex.warn(&w);
                     vertex.done();
                     report.warnings.push(w);
                 } else {

@@ -22,7 +22,8 @@ use rbuild_layers::image::MEDIA_TYPE_MANIFEST;
 use rbuild_layers::json::{to_canonical_vec, JsonError};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{CacheKey, CacheRecord};
+use crate::cache::{CacheKey, CacheRecord, LayerRecord};
+use crate::registry::BlobDescriptor;
 
 /// The manifest's `artifactType`.
 pub const ARTIFACT_TYPE: &str = "application/vnd.rbuild.cache.v1";
@@ -47,18 +48,6 @@ pub struct CacheConfig {
     pub records: Vec<CacheEntry>,
 }
 
-/// A blob named by the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BlobRef {
-    /// Its media type.
-    pub media_type: String,
-    /// Its digest.
-    pub digest: Digest,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ArtifactManifest {
@@ -67,9 +56,9 @@ struct ArtifactManifest {
     media_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     artifact_type: Option<String>,
-    config: BlobRef,
+    config: BlobDescriptor,
     #[serde(default)]
-    layers: Vec<BlobRef>,
+    layers: Vec<BlobDescriptor>,
 }
 
 /// A cache artifact ready to be stored: its blobs' bytes and digests.
@@ -78,13 +67,13 @@ pub struct Artifact {
     /// The config blob (the record table).
     pub config: Vec<u8>,
     /// Its descriptor.
-    pub config_ref: BlobRef,
+    pub config_ref: BlobDescriptor,
     /// The manifest bytes.
     pub manifest: Vec<u8>,
     /// The manifest digest (the cache's identity).
     pub manifest_digest: Digest,
     /// The layer blobs the records name, sorted by digest.
-    pub layers: Vec<BlobRef>,
+    pub layers: Vec<BlobDescriptor>,
     /// How many records the table holds.
     pub records: usize,
 }
@@ -93,9 +82,9 @@ pub struct Artifact {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedManifest {
     /// The config blob.
-    pub config: BlobRef,
+    pub config: BlobDescriptor,
     /// The layer blobs.
-    pub layers: Vec<BlobRef>,
+    pub layers: Vec<BlobDescriptor>,
 }
 
 /// Why an artifact cannot be written or read.
@@ -133,16 +122,23 @@ pub enum FormatError {
     },
 }
 
+/// The blob of a record's layer, as the manifest lists it.
+pub(super) fn layer_blob(layer: &LayerRecord) -> BlobDescriptor {
+    BlobDescriptor {
+        media_type: layer.media_type.clone(),
+        digest: layer.digest.clone(),
+        size: layer.size,
+    }
+}
+
 /// Build the artifact of `records` (key → record): deterministic for equal records.
 pub fn build(records: &BTreeMap<CacheKey, CacheRecord>) -> Result<Artifact, FormatError> {
-    let mut layers: BTreeMap<Digest, BlobRef> = BTreeMap::new();
+    let mut layers: BTreeMap<Digest, BlobDescriptor> = BTreeMap::new();
     for record in records.values() {
         if let Some(l) = &record.layer {
-            layers.entry(l.digest.clone()).or_insert_with(|| BlobRef {
-                media_type: l.media_type.clone(),
-                digest: l.digest.clone(),
-                size: l.size,
-            });
+            layers
+                .entry(l.digest.clone())
+                .or_insert_with(|| layer_blob(l));
         }
     }
     let table = CacheConfig {
@@ -155,12 +151,12 @@ pub fn build(records: &BTreeMap<CacheKey, CacheRecord>) -> Result<Artifact, Form
             .collect(),
     };
     let config = to_canonical_vec(&table)?;
-    let config_ref = BlobRef {
+    let config_ref = BlobDescriptor {
         media_type: CONFIG_MEDIA_TYPE.to_string(),
         digest: Digest::of(&config),
         size: config.len() as u64,
     };
-    let layers: Vec<BlobRef> = layers.into_values().collect();
+    let layers: Vec<BlobDescriptor> = layers.into_values().collect();
     let manifest = to_canonical_vec(&ArtifactManifest {
         schema_version: 2,
         media_type: Some(MEDIA_TYPE_MANIFEST.to_string()),

@@ -14,13 +14,13 @@ use std::collections::BTreeMap;
 use rbuild_layers::digest::Digest;
 use rbuild_layers::store::BlobStore;
 
-use super::format::{parse_config, parse_manifest};
+use super::format::{layer_blob, parse_config, parse_manifest};
 use super::local::LocalBackend;
 use super::registry::RegistryBackend;
-use super::{Backend, BlobRef, CacheImport, CacheLocation, RemoteCacheError};
+use super::{Backend, CacheImport, CacheLocation, RemoteCacheError};
 use crate::cache::{CacheKey, CacheRecord};
 use crate::events::EventSink;
-use crate::events::Vertex;
+use crate::events::{Vertex, VertexKind};
 use crate::solve::sources::RegistrySettings;
 
 /// The records of every imported cache, by key.
@@ -109,12 +109,7 @@ impl ImportedCache {
         let mut fetched = None;
         if let Some(layer) = &record.layer {
             if !store.has(&layer.digest) {
-                let blob = BlobRef {
-                    media_type: layer.media_type.clone(),
-                    digest: layer.digest.clone(),
-                    size: layer.size,
-                };
-                if let Err(e) = backend.fetch(&blob, store) {
+                if let Err(e) = backend.fetch(&layer_blob(layer), store) {
                     return RemoteLookup::Unavailable {
                         location,
                         error: crate::solve::execute::render(&e),
@@ -149,9 +144,6 @@ pub(super) fn backend_for(
     }
 }
 
-/// Pseudo-step ids of imports count down from here (pulls and pushes use the ids above).
-const FIRST_IMPORT_ID: u32 = u32::MAX - (2 << 16);
-
 /// Read every cache of `imports` (manifest and record table; the table is verified into
 /// `store`), reporting one vertex per cache to `events`. Never fails: problems are warnings.
 pub fn import(
@@ -165,7 +157,7 @@ pub fn import(
         let backend = backend_for(&imp.location, settings, &[]);
         let location = backend.location();
         let vertex = Vertex::start(
-            crate::graph::StepId(FIRST_IMPORT_ID - i as u32),
+            VertexKind::CacheImport.id(i as u32),
             format!("importing cache manifest from {location}"),
             events,
         );
@@ -173,7 +165,7 @@ pub fn import(
         match read(backend.as_ref(), store) {
             Ok(None) => {
                 let w = format!("cache {location} not found; building without it");
-                vertex.log(format!("WARNING: {w}"));
+                vertex.warn(&w);
                 cache.warnings.push(w);
             }
             Ok(Some(table)) => {
@@ -184,7 +176,7 @@ pub fn import(
                 ));
                 for p in table.problems {
                     let w = format!("cache {location}: {p}; record ignored");
-                    vertex.log(format!("WARNING: {w}"));
+                    vertex.warn(&w);
                     cache.warnings.push(w);
                 }
                 for (key, record) in table.entries {
@@ -196,7 +188,7 @@ pub fn import(
                     "cannot import cache {location}: {}",
                     crate::solve::execute::render(&e)
                 );
-                vertex.log(format!("WARNING: {w}"));
+                vertex.warn(&w);
                 cache.warnings.push(w);
             }
         }

@@ -17,7 +17,8 @@ use rbuild_layers::oci_layout::{LayoutError, OciLayout, ANNOTATION_REF_NAME};
 use rbuild_layers::store::{BlobStore, StoreError};
 
 use super::format::ARTIFACT_TYPE;
-use super::{Artifact, Backend, BlobRef, RemoteCacheError};
+use super::{Artifact, Backend, RemoteCacheError};
+use crate::registry::BlobDescriptor;
 
 /// A cache in an OCI layout directory.
 pub(super) struct LocalBackend {
@@ -60,7 +61,7 @@ impl LocalBackend {
 }
 
 /// Copy blob `blob` from `from` into `to`, verified; a blob `to` has is left alone.
-fn copy_blob(from: &BlobStore, to: &BlobStore, blob: &BlobRef) -> Result<(), StoreError> {
+fn copy_blob(from: &BlobStore, to: &BlobStore, blob: &BlobDescriptor) -> Result<(), StoreError> {
     if to.has(&blob.digest) {
         return Ok(());
     }
@@ -122,7 +123,7 @@ impl Backend for LocalBackend {
         Ok(Some((digest, bytes)))
     }
 
-    fn fetch(&self, blob: &BlobRef, store: &BlobStore) -> Result<(), RemoteCacheError> {
+    fn fetch(&self, blob: &BlobDescriptor, store: &BlobStore) -> Result<(), RemoteCacheError> {
         let layout = OciLayout::open(&self.dir).map_err(|e| self.layout_err(e))?;
         copy_blob(layout.store(), store, blob).map_err(|e| self.store_err(e))
     }

@@ -27,7 +27,7 @@ mod registry;
 pub mod spec;
 
 pub use export::{export, BuildKeys, ExportError, ExportReport, ExportedCache};
-pub use format::{Artifact, BlobRef, CacheConfig, CacheEntry, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE};
+pub use format::{Artifact, CacheConfig, CacheEntry, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE};
 pub use import::{import, ImportedCache, RemoteLookup};
 pub use spec::{CacheExport, CacheImport, CacheLocation, CacheMode, CacheSpecError};
 
@@ -37,7 +37,7 @@ use rbuild_layers::digest::Digest;
 use rbuild_layers::oci_layout::LayoutError;
 use rbuild_layers::store::{BlobStore, StoreError};
 
-use crate::registry::RegistryError;
+use crate::registry::{BlobDescriptor, RegistryError};
 use format::FormatError;
 
 /// Why a remote cache could not be read or written.
@@ -102,7 +102,7 @@ trait Backend: Send + Sync {
 
     /// Put a blob of the cache into `store`, verified against its digest and size; a blob the
     /// store already has is not fetched again.
-    fn fetch(&self, blob: &BlobRef, store: &BlobStore) -> Result<(), RemoteCacheError>;
+    fn fetch(&self, blob: &BlobDescriptor, store: &BlobStore) -> Result<(), RemoteCacheError>;
 
     /// Store `artifact`, whose blobs are all in `store`; `log` receives progress lines.
     fn publish(

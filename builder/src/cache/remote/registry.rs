@@ -6,7 +6,7 @@
 use rbuild_layers::digest::Digest;
 use rbuild_layers::store::BlobStore;
 
-use super::{Artifact, Backend, BlobRef, RemoteCacheError};
+use super::{Artifact, Backend, RemoteCacheError};
 use crate::registry::{
     mount_sources, push_log_line, repo_of, BlobDescriptor, Progress, PushOptions, Reference,
     RegistryClient, RegistryError,
@@ -52,17 +52,12 @@ impl Backend for RegistryBackend {
         }
     }
 
-    fn fetch(&self, blob: &BlobRef, store: &BlobStore) -> Result<(), RemoteCacheError> {
+    fn fetch(&self, blob: &BlobDescriptor, store: &BlobStore) -> Result<(), RemoteCacheError> {
         if store.has(&blob.digest) {
             return Ok(());
         }
-        let descriptor = BlobDescriptor {
-            media_type: blob.media_type.clone(),
-            digest: blob.digest.clone(),
-            size: blob.size,
-        };
         self.client
-            .fetch_blob(repo_of(&self.reference), &descriptor, store, None)
+            .fetch_blob(repo_of(&self.reference), blob, store, None)
             .map_err(|e| self.err(e))
     }
 

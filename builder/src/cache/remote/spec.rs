@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use rbuild_layers::digest::Digest;
+use rbuild_layers::oci_layout::valid_tag;
 
 use crate::registry::Reference;
 
@@ -209,16 +210,7 @@ fn parse_reference(key: &str, value: &str, export: bool) -> Result<Reference> {
 }
 
 fn parse_tag(value: &str) -> Result<String> {
-    let ok = !value.is_empty()
-        && value.len() <= 128
-        && value
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
+    if valid_tag(value) {
         Ok(value.to_string())
     } else {
         Err(bad("tag", value, "not a valid tag"))
