@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use rbuild_dockerfile::ignore::IgnoreRules;
 use rbuild_layers::digest::Digest;
-use rbuild_layers::image::{ImageConfig, RootFs};
+use rbuild_layers::image::{History, ImageConfig, RootFs};
 use rbuild_layers::store::{LayerInfo, LayerOptions, LayerWriter};
 use rbuild_layers::tar::entry::{Entry, EntryKind};
 
@@ -539,24 +539,8 @@ impl<'a> Solver<'a> {
                 (layer, StepOutcome::Built)
             }
         };
-        let mut layers = parent.layers.clone();
         let h = config::history(created_by, created);
-        match &layer {
-            Some(l) => {
-                state.image.push_layer(l.diff_id.clone(), h);
-                layers.push(l.clone());
-            }
-            None => state.image.push_empty(h),
-        }
-        Ok((
-            StepResult {
-                key,
-                layers,
-                config: state,
-                stage: step.origin.stage.index,
-            },
-            outcome,
-        ))
+        Ok((stacked(key, parent, state, layer, h, step), outcome))
     }
 
     /// The layer `mkdir -p wd` makes over `layers`, owned by `user`; `None` when it exists.
@@ -667,24 +651,8 @@ impl<'a> Solver<'a> {
             state.cmd_set = false;
             state.image.config.on_build = None;
         }
-        let mut layers = parent.layers.clone();
         let h = config::history(created_by, &self.settings.created);
-        match &layer {
-            Some(l) => {
-                state.image.push_layer(l.diff_id.clone(), h);
-                layers.push(l.clone());
-            }
-            None => state.image.push_empty(h),
-        }
-        Ok((
-            StepResult {
-                key,
-                layers,
-                config: state,
-                stage: step.origin.stage.index,
-            },
-            outcome,
-        ))
+        Ok((stacked(key, parent, state, layer, h, step), outcome))
     }
 
     /// The layers of an input filesystem (another step's or an image's).
@@ -867,6 +835,32 @@ fn parent_of(parent: &Option<Arc<StepResult>>) -> Result<&StepResult, StepError>
 /// "CMD was set" per stage).
 fn step_starts_stage(step: &Step, parent: &StepResult) -> bool {
     step.origin.stage.index != parent.stage
+}
+
+/// The result of a filesystem step: `parent`'s layers plus `layer` (if the step made one), with
+/// the history entry `h` recorded in `state` as a layer or, without one, as `empty_layer`.
+fn stacked(
+    key: StepKey,
+    parent: &StepResult,
+    mut state: ConfigState,
+    layer: Option<LayerRecord>,
+    h: History,
+    step: &Step,
+) -> StepResult {
+    let mut layers = parent.layers.clone();
+    match layer {
+        Some(l) => {
+            state.image.push_layer(l.diff_id.clone(), h);
+            layers.push(l);
+        }
+        None => state.image.push_empty(h),
+    }
+    StepResult {
+        key,
+        layers,
+        config: state,
+        stage: step.origin.stage.index,
+    }
 }
 
 /// A stored layer as a cache record names it.
